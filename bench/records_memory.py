@@ -8,11 +8,12 @@ and, with `--before`, by rows only as before session 24. `--duckdb`: the merge a
 For each shape (rows x columns x characters of distinct texts, nothing Parquet can share by
 dictionary; or `ROWSxspd911`, bench.records_data's SPD 911 shape): the previous records written by the pull's writer in pages of 10,000 rows, a
 delta of 1% edited and 1% new rows staged the same way (`--unchanged`: the last 10% of the
-rows read again as they are, a night that changed nothing, as Open311's 90 days read again), merged (`_merge`), the merged folder
+rows read again as they are, a night that changed nothing, as Open311's 90 days read again; `--edits`: every
+100th row edited, none added, a night of edits only, an edit in every row group), merged (`_merge`), the merged folder
 profiled (`measure_folder`); the build, the merge and the profile each in a process of its own,
 so each peak RSS is that step's (`--open`: then the merged parts' footers opened, one column read
 by pandas, and by DuckDB). Prints seconds and CPU seconds (the machine's load stretches
-the first), peak RSS, the bytes the step wrote (its `write` calls: /proc/self/io's wchar), the
+the first), peak RSS, the bytes the step read and wrote (its `read` and `write` calls: /proc/self/io's rchar, wchar), the
 row groups, the merged bytes, and whether the 1 GB retry ran (or failed even so).
 
 `--pull SHAPES`: a full pull of each such shape through SODA CSV (`civicat harvest --records`
@@ -21,7 +22,7 @@ requests; with `--before`, its pages sized by rows only (50,000, cut by the resp
 before session 25 (harvester.records.PAGE_BYTES).
 
     python -m bench.records_memory [--shapes 300000x12x16,1000000x30x16,50000x200x40,20000x1000x16,5000x2000x16]
-                                   [--before] [--duckdb] [--open] [--unchanged] [--pull 40000x1000x16]
+                                   [--before] [--duckdb] [--open] [--unchanged] [--edits] [--pull 40000x1000x16]
 """
 from __future__ import annotations
 
@@ -41,18 +42,20 @@ from bench.serve import serving
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = 10_000
 PORTAL, DATASET = "city", "wide-0001"
+# `--edits`: the delta is every EDITED_EVERY-th row edited (1%), no row added: in every row group
+EDITED_EVERY = 100
 
 
-def _pages(first: int, last: int, columns: int, width: int, salt: str):
-    """(table, state) pages of rows `first`..`last` - 1 as a source gives them, the last state None."""
+def _pages(first: int, last: int, columns: int, width: int, salt: str, step: int = 1):
+    """(table, state) pages of rows `first`..`last` - 1 (every `step`th) as a source gives them, the last state None."""
     import duckdb
 
     texts = ", ".join(f"repeat(md5('{salt}' || (i * {k + 1})::VARCHAR), 2)[:{width}] AS c{k}" for k in range(columns))
     with duckdb.connect(config={"threads": 1}) as con:
-        for start in range(first, last, PAGE):
-            end = min(last, start + PAGE)
+        for start in range(first, last, PAGE * step):
+            end = min(last, start + PAGE * step)
             table = con.execute(f"""SELECT 'row-' || lpad(i::VARCHAR, 9, '0') AS ":id", {texts}
-                                    FROM range({start}, {end}) t(i)""").to_arrow_table()
+                                    FROM range({start}, {end}, {step}) t(i)""").to_arrow_table()
             yield table, (None if end == last else {"offset": end})
 
 
@@ -71,24 +74,27 @@ def _write(folder: Path, pages) -> None:
                  folder, PART_ROWS, 3600.0, None, tables=iter([(first, state), *pages]))
 
 
-def _spd_pages(first: int, last: int, salt: str):
+def _spd_pages(first: int, last: int, salt: str, step: int = 1):
     """(table, state) pages of SPD 911's shape (bench.records_data: 12 columns, most of few
-    distinct values, as texts), the rows from `salt` "after" edited (other values drawn)."""
+    distinct values, as texts), the rows from `salt` "after" edited (other values drawn); every `step`th."""
     from bench.records_data import build_table
 
     table = build_table(last, seed=5 if salt == "before" else 6).slice(first)
+    if step > 1:
+        table = table.take(list(range(0, table.num_rows, step)))
     for start in range(0, table.num_rows, PAGE):
         yield table.slice(start, PAGE), (None if start + PAGE >= table.num_rows else {"offset": start + PAGE})
 
 
-def build(work: Path, rows: int, columns: int, width: int, unchanged: bool = False) -> None:
+def build(work: Path, rows: int, columns: int, width: int, unchanged: bool = False, edits: bool = False) -> None:
     from catalog.records import RecordsLayout
 
     layout = RecordsLayout(work / "records")
     pages = functools.partial(_pages, columns=columns, width=width) if columns else _spd_pages
     _write(layout.folder(PORTAL, DATASET), pages(0, rows, salt="before"))
-    delta = pages(rows - rows // 10, rows, salt="before") if unchanged else \
-        pages(rows - rows // 100, rows + rows // 100, salt="after")
+    delta = (pages(rows - rows // 10, rows, salt="before") if unchanged else
+             pages(0, rows, salt="after", step=EDITED_EVERY) if edits else
+             pages(rows - rows // 100, rows + rows // 100, salt="after"))
     _write(work / "staging" / "parts", delta)
 
 
@@ -255,7 +261,7 @@ def published_the_previous_parts(work: Path) -> bool:
 
 
 def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duckdb_merge: bool,
-          unchanged: bool = False) -> None:
+          unchanged: bool = False, edits: bool = False) -> None:
     """One step in this process: prints its seconds, peak RSS and whether the retry ran, as JSON."""
     from bench.rss import PeakRss
 
@@ -267,10 +273,10 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duck
     handler.emit = lambda record: retried.append(record.getMessage())
     logging.getLogger("civicat.records").addHandler(handler)
     memory, began, cpu, failed, pulled = PeakRss(), time.perf_counter(), time.process_time(), None, {}
-    written = _written()
+    written, read = _written(), _written("rchar")
     rows, columns, width = shape
     try:
-        pulled = {"build": lambda: build(work, rows, columns, width, unchanged),
+        pulled = {"build": lambda: build(work, rows, columns, width, unchanged, edits),
                   "merge": lambda: merge(work, columns, duckdb_merge),
                   "profile": lambda: profile(work), "pull": lambda: pull(work), "footer": lambda: footer(work),
                   "pandas": lambda: pandas_column(work), "duckdb": lambda: duckdb_column(work)}[step]() or {}
@@ -278,19 +284,22 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duck
         failed = str(exc).splitlines()[0]
     print(json.dumps({"seconds": time.perf_counter() - began, "cpu_seconds": time.process_time() - cpu,
                       "peak_rss_mb": memory.stop(), "written_mb": (_written() - written) / 2**20,
+                      "read_mb": (_written("rchar") - read) / 2**20,
                       "retried": bool(retried), "failed": failed, **pulled}))
 
 
-def _written() -> int:
-    """The bytes this process has written so far (its `write` calls, to any file: /proc/self/io's wchar)."""
+def _written(counter: str = "wchar") -> int:
+    """The bytes this process has written so far (its `write` calls, to any file: /proc/self/io's wchar),
+    or read (`rchar`: its `read` calls, the page cache's answers too)."""
     with open("/proc/self/io") as io:
-        return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
+        return next(int(line.split()[1]) for line in io if line.startswith(f"{counter}:"))
 
 
-def run(step: str, work: Path, shape: str, before: bool, duckdb_merge: bool = False, unchanged: bool = False) -> dict:
+def run(step: str, work: Path, shape: str, before: bool, duckdb_merge: bool = False, unchanged: bool = False,
+        edits: bool = False) -> dict:
     out = subprocess.run([sys.executable, "-m", "bench.records_memory", "--child", step, str(work), shape,
                           *(["--before"] if before else []), *(["--duckdb"] if duckdb_merge else []),
-                          *(["--unchanged"] if unchanged else [])],
+                          *(["--unchanged"] if unchanged else []), *(["--edits"] if edits else [])],
                          cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode != 0:
@@ -313,11 +322,14 @@ def main() -> None:
     parser.add_argument("--unchanged", action="store_true",
                         help="a delta of the last 10%% of the rows read again as they are (a night that changed "
                              "nothing): the merge publishes the previous parts, linked")
+    parser.add_argument("--edits", action="store_true",
+                        help="a delta of every %d-th row edited, none added (a night of edits only): the merge "
+                             "judges the replaced rows, then writes" % EDITED_EVERY)
     parser.add_argument("--child", nargs=3, metavar=("STEP", "WORK", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         step, work, shape = args.child
-        child(step, Path(work), shape_of(shape), args.before, args.duckdb, args.unchanged)
+        child(step, Path(work), shape_of(shape), args.before, args.duckdb, args.unchanged, args.edits)
         return
     print(f"row groups and pages sized by {'rows only (before sessions 24, 25)' if args.before else 'bytes and rows'}; "
           f"merged by {'DuckDB (before session 26)' if args.duckdb else 'Arrow'}; load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -331,7 +343,7 @@ def main() -> None:
     for shape in filter(None, args.shapes.split(",")):
         with tempfile.TemporaryDirectory(prefix="civicat-bench-") as tmp:
             work = Path(tmp)
-            run("build", work, shape, args.before, unchanged=args.unchanged)
+            run("build", work, shape, args.before, unchanged=args.unchanged, edits=args.edits)
             said = []
             for step in ("merge", "profile") + (("footer", "pandas", "duckdb") if args.open else ()):
                 result = run(step, work, shape, args.before, args.duckdb and step == "merge")
@@ -342,13 +354,14 @@ def main() -> None:
                            "no retry" if step == "merge" and not args.duckdb else
                            "fitted 128 MB" if step == "profile" else "read")
                 said.append(f"{step} {result['seconds']:.1f} s (CPU {result.get('cpu_seconds', 0):.1f} s), peak RSS "
-                            f"{result['peak_rss_mb']:.0f} MB, written {result['written_mb']:.1f} MB, {outcome}")
+                            f"{result['peak_rss_mb']:.0f} MB, read {result['read_mb']:.1f} MB, written "
+                            f"{result['written_mb']:.1f} MB, {outcome}")
                 if result["failed"]:
                     break
             print(f"{shape}: " + "; ".join(said), flush=True)
             previous = work / "records" / f"portal={PORTAL}" / f"dataset={DATASET}"
             print(f"  previous: {row_groups(previous)}, {footers(previous)}")
-            print(f"  delta{' (read again as it is)' if args.unchanged else ''}: {row_groups(work / 'staging' / 'parts')}, "
+            print(f"  delta{' (read again as it is)' if args.unchanged else ' (edits only)' if args.edits else ''}: {row_groups(work / 'staging' / 'parts')}, "
                   f"{delta_bytes(work / 'staging' / 'parts') / 2**20:.1f} MB as Arrow holds it")
             if (work / "staging" / "merged").is_dir() and any((work / "staging" / "merged").glob("*.parquet")):
                 merged = sorted((work / "staging" / "merged").glob("*.parquet"))

@@ -170,7 +170,9 @@ def dataset_entry(row: dict, defaults: PortalDefaults) -> tuple[dict | None, lis
     publisher = (row["publisher"] or "").strip() or (defaults.publisher or "").strip() or (row["city"] or "").strip()
     if not publisher:
         reasons.append("no publisher (none harvested, no config publisher or city)")
-    keywords = _texts(row["keywords"], MAX_KEYWORDS) or _texts(row["themes"], MAX_KEYWORDS)
+    # (a keyword's links redacted before it is cut: cut, a key's link may no longer read as one)
+    keywords = (_texts([redacted_text(k) for k in row["keywords"] or []], MAX_KEYWORDS)
+                or _texts(row["themes"], MAX_KEYWORDS))
     if not keywords:
         reasons.append("no keyword or theme")
     modified = iso(row["modified"])
@@ -187,7 +189,7 @@ def dataset_entry(row: dict, defaults: PortalDefaults) -> tuple[dict | None, lis
 
     entry: dict = {
         "@type": "dcat:Dataset",
-        "title": row["title"],
+        "title": redacted_text(row["title"]),   # (a title's links, a keyword's, as a description's)
         # (the links it pastes redacted as the dataset's links are: an export republishes them)
         "description": redacted_text((row["description"] or "").strip() or row["title"])[:MAX_DESCRIPTION],
         "keyword": keywords,

@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
-from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXTS, exported_uids, maybe_secret_sql,
-                           redacted, redacted_text)
+from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXT_LISTS, RECORD_TEXTS, exported_uids,
+                           maybe_secret_sql, redacted, redacted_text)
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
@@ -76,8 +76,10 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
 # the links exported with the value of a secret query parameter REDACTED (catalog.links): the catalogue keeps
 # them as the portal published them
 REDACTED_LINKS = {"datasets": RECORD_LINKS, "distributions": DISTRIBUTION_LINKS}
-# the texts exported with the links they paste redacted (a description's `https://…?api_key=…`)
+# the texts exported with the links they paste redacted (a description's `https://…?api_key=…`), and the lists of
+# texts (keywords), each of theirs
 REDACTED_TEXTS = {"datasets": RECORD_TEXTS, "columns": COLUMN_TEXTS}
+REDACTED_TEXT_LISTS = {"datasets": RECORD_TEXT_LISTS}
 # the columns naming a dataset by its uid, exported as exported_uids gives it (a source id holding a secret:
 # a data.json's identifier, a URL, is its dataset's source id); the datasets' source_id with them
 UID_COLUMNS = {"datasets": ("uid", "parent_uid"), "distributions": ("dataset_uid",), "columns": ("dataset_uid",),
@@ -384,6 +386,8 @@ def _exported_column(con: duckdb.DuckDBPyConnection, table: str, column: str, ui
         return _exported(con, column)
     if column in REDACTED_TEXTS.get(table, ()):
         return _exported(con, column, text=True)
+    if column in REDACTED_TEXT_LISTS.get(table, ()):
+        return _exported(con, column, texts=True)
     if uids_redacted and column in UID_COLUMNS.get(table, ()):
         return f'{EXPORTED_UID}("{column}") AS "{column}"'
     if uids_redacted and (table, column) == ("datasets", "source_id"):   # (the uid is `portal_id:source_id`)
@@ -391,14 +395,15 @@ def _exported_column(con: duckdb.DuckDBPyConnection, table: str, column: str, ui
     return f'"{column}"'
 
 
-def _exported(con: duckdb.DuckDBPyConnection, column: str, text: bool = False) -> str:
-    """The SQL of a link `column` as exported (`text`: of a text, its links'): a secret's value REDACTED
-    (catalog.links.redacted, redacted_text, called for the values that may hold one)."""
-    function, redact = ("redacted_text", redacted_text) if text else ("redacted_link", redacted)
+def _exported(con: duckdb.DuckDBPyConnection, column: str, text: bool = False, texts: bool = False) -> str:
+    """The SQL of a link `column` as exported (`text`: of a text, its links'; `texts`: of a list of texts, each
+    one's): a secret's value REDACTED (catalog.links.redacted, redacted_text, called for the values that may
+    hold one)."""
+    function, redact = ("redacted_text", redacted_text) if text or texts else ("redacted_link", redacted)
     if not con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?", [function]).fetchone()[0]:
         con.create_function(function, redact, ["VARCHAR"], "VARCHAR")   # (once a connection)
-    return f"CASE WHEN {maybe_secret_sql(column, text)} THEN {function}(\"{column}\") " \
-           f"ELSE \"{column}\" END AS \"{column}\""
+    value = f"list_transform(\"{column}\", lambda k: {function}(k))" if texts else f"{function}(\"{column}\")"
+    return f"CASE WHEN {maybe_secret_sql(column, text, texts)} THEN {value} ELSE \"{column}\" END AS \"{column}\""
 
 
 @contextmanager

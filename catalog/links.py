@@ -52,7 +52,7 @@ def _parts_of(link: str) -> list[tuple[int, str, re.Pattern, re.Pattern]]:
         # (a hashbang's '!' marks an app's route, no part of a name: `#!access_token=…`, read as `#access_token=…`;
         # until session 44 read as the name `!access_token`, the key exported as published)
         bang = 1 if fragment.startswith("!") else 0
-        parts.append((len(before) + 1 + bang, fragment[bang:], FRAGMENT_SEPARATORS, FRAGMENT_VALUE_END))
+        parts.append((len(before) + 1 + bang, fragment[bang:], FRAGMENT_SEPARATORS, VALUE_END))
     return parts
 
 
@@ -75,29 +75,32 @@ SEPARATORS = re.compile(r"[&;?]")
 # fragment inside a fragment (`#next=x.org/a#token=…`); read as one name ('callback#access_token'), its key
 # was exported as published
 FRAGMENT_SEPARATORS = re.compile(r"[&;?/#]")
-# what ends a secret's value: the next '&' (a ';', a '?' may be its own: _secret_values); in a fragment a '#'
-# followed by digits alone to the link's end too: the number of an exported uid (exported_uids,
-# `…#access_token=REDACTED#2`), read again (a message naming it, a log line), kept. Any other '#' in a fragment
-# is its value's: a browser keeps it in the fragment (WHATWG's URL), and an app reading its parameters reads
-# the value through it (`#access_token=ab#cd`: `ab#cd`); until session 44 every '#' ended it, its tail published
-VALUE_END = re.compile("&")
-FRAGMENT_VALUE_END = re.compile(r"&|#(?=[0-9]+\Z)")
+# what ends a secret's value, in a query as in a fragment: the next '&' (a ';', a '?' may be its own:
+# _secret_values), read on through a '#' (_secret_values); and the '#' of an exported uid's number after a value
+# already REDACTED (exported_uids, `…?token=REDACTED#2`, `…#access_token=REDACTED#2`), read again (a message
+# naming it, a log line), kept. Any other '#' is the value's: in a fragment a browser keeps it (WHATWG's URL),
+# and an app reading its parameters reads the value through it (`#access_token=ab#cd`: `ab#cd`; until session 44
+# every '#' ended it, its tail published); after a query's secret it is a key's own '#' written unescaped
+# (`?password=ab#cd`) or an anchor (`?token=ab#data`), which cannot be told apart, and an anchor hidden is a word
+# lost from a link whose key is REDACTED, where a key's tail shown is a key half published (until session 45
+# the query ended at the '#', `#cd` shown); so was a fragment key's own `#digits` tail (`#access_token=ab#12`)
+VALUE_END = re.compile(r"&|(?<=REDACTED)#(?=[0-9]+\Z)")
 
 
 def _secret_values(link: str) -> list[tuple[str, int, int]]:
     """(name, start, end) of each value in `link`'s query and fragment (_parts_of; `link` cleaned:
     _cleaned) that carries a secret: a parameter with a secret's name and an '=' (one with none carries
-    no value: `?token` publishes nothing). A value runs to the next '&' of its part (VALUE_END): a ';' or a
-    '?' begins a parameter's name (`?a=1;token=…`), but may be a secret's own character
-    (`?password=pa;ss?word`: its tail was published)."""
+    no value: `?token` publishes nothing). A value runs to the next '&' (VALUE_END), a query's on through
+    the '#' that ends its query (`?token=ab#cd`: VALUE_END says why): a ';' or a '?' begins a parameter's name
+    (`?a=1;token=…`), but may be a secret's own character (`?password=pa;ss?word`: its tail was published)."""
     found = []
     for start, part, separators, value_end in _parts_of(link):
-        at = 0
+        at, rest = 0, link[start:]   # (the part, and for a query the fragment after it)
         for piece in separators.split(part):   # (each separator one character)
             if "=" in piece and is_secret_parameter(name := _name_of(piece)):
                 value = at + piece.index("=") + 1
-                end = value_end.search(part, value)
-                found.append((name, start + value, start + (len(part) if end is None else end.start())))
+                end = value_end.search(rest, value)
+                found.append((name, start + value, start + (len(rest) if end is None else end.start())))
             at += len(piece) + 1
     return found
 
@@ -409,18 +412,25 @@ def _redacted_text(text: str) -> str:
 # identifier too, often a URL (a data.json's `identifier`: a landing page, an API's address)
 RECORD_LINKS = ("identifier", "landing_page", "license")
 DISTRIBUTION_LINKS = ("download_url", "access_url")
-# the texts of a record, and of each of its columns, whose links an export publishes
-RECORD_TEXTS = ("description",)
+# the texts of a record, and of each of its columns, whose links an export publishes: its title too, and each of
+# its keywords (a list of texts), which an export publishes and every command prints as it does a description
+# (a title or a keyword pasting `https://…?api_key=…` was exported and printed as published until session 45)
+RECORD_TEXTS = ("title", "description")
+RECORD_TEXT_LISTS = ("keywords",)
 COLUMN_TEXTS = ("description",)
 
 
 def secret_links(record: dict) -> list[tuple[str, list[str]]]:
     """(field, the secrets its link holds) for each link of `record` that holds one, and each text
-    whose links do (`description`), its distributions' and columns' named by position
-    (`distributions[2].download_url`, `columns[0].description`)."""
+    whose links do (`title`, `description`, a keyword), its keywords', distributions' and columns' named by
+    position (`keywords[1]`, `distributions[2].download_url`, `columns[0].description`)."""
     # (a field named only when it holds a secret: a harvest reads ~20 a dataset, 15 of them its columns')
     found = [(name, secrets) for name in RECORD_LINKS if (secrets := secrets_of(record.get(name)))]
     found += [(name, secrets) for name in RECORD_TEXTS if (secrets := secrets_in_text(record.get(name)))]
+    for name in RECORD_TEXT_LISTS:
+        texts = record.get(name)
+        found += [(f"{name}[{position}]", secrets) for position, text in enumerate(texts)
+                  if (secrets := secrets_in_text(text))] if isinstance(texts, list) else []
     for position, distribution in enumerate(record.get("distributions") or []):
         if isinstance(distribution, dict):
             found += [(f"distributions[{position}].{name}", secrets) for name in DISTRIBUTION_LINKS
@@ -433,22 +443,30 @@ def secret_links(record: dict) -> list[tuple[str, list[str]]]:
     return found
 
 
-def maybe_secret_sql(column: str, text: bool = False) -> str:
-    """The SQL of whether `column` (a link; `text`: a text, its links) may hold a secret: False where
-    redacted (redacted_text) would change nothing, so that most values are never passed to Python."""
-    stripped = f"replace(replace(replace(\"{column}\", '$', ''), '_', ''), '-', '')"
+def maybe_secret_sql(column: str, text: bool = False, texts: bool = False) -> str:
+    """The SQL of whether `column` (a link; `text`: a text, its links; `texts`: a list of texts, any of
+    theirs) may hold a secret: False where redacted (redacted_text) would change nothing, so that most
+    values are never passed to Python."""
+    if texts:   # (its texts joined by a space, which no link crosses)
+        return _maybe_secret_sql(f"array_to_string(\"{column}\", ' ')", text=True)
+    return _maybe_secret_sql(f'"{column}"', text)
+
+
+def _maybe_secret_sql(value: str, text: bool) -> str:
+    """maybe_secret_sql of the SQL `value`."""
+    stripped = f"replace(replace(replace({value}, '$', ''), '_', ''), '-', '')"
     # (a secret's value follows an '=', a password comes before an '@': a value holding neither, most
     # descriptions, is passed by before it is copied three times and searched; 100,000 descriptions took
     # 2.2 s to search at a load of 26)
     # (or either escaped, `%3D`, `%40`: a link nested in another's query as a form escapes it, `token%3Dabc`;
     # or escaped twice or more, `%253D`: an escape escaped)
-    held = " OR ".join(f"contains(\"{column}\", '{c}')" for c in ("=", "@", "%3D", "%3d", "%40", "%25"))
+    held = " OR ".join(f"contains({value}, '{c}')" for c in ("=", "@", "%3D", "%3d", "%40", "%25"))
     return f"(({held}) AND regexp_matches({stripped}, '{MAYBE_SECRET_TEXT_SQL if text else MAYBE_SECRET_SQL}'))"
 
 
 def is_text(field_name: str) -> bool:
     """Whether secret_links' `field_name` is a text (its links hold the secret), not a link."""
-    return field_name.rpartition(".")[2] in RECORD_TEXTS + COLUMN_TEXTS
+    return field_name.rpartition(".")[2].partition("[")[0] in RECORD_TEXTS + RECORD_TEXT_LISTS + COLUMN_TEXTS
 
 
 def exported_uids(con) -> dict[str, str]:

@@ -82,13 +82,36 @@ def describe_holder(holder: dict) -> str:
     return said
 
 
-def _not_known_here(path: str | Path, recorded: str | None) -> str:
+def _not_known_here(path: str | Path, recorded: str | None, *, not_it: bool = False) -> str:
     """The holder of the lock at `path` that the kernel's list of locks cannot name, and `recorded`, the
-    process its holder record names (as described), if any."""
-    return ("a process whose PID is not known here (not listed in /proc/locks: one in another PID namespace, "
-            "such as a container's, is not)"
-            + (f"; the record in {path} names {recorded}, a PID of the namespace it was written in"
-               if recorded else ""))
+    process its holder record names (as described), if any; `not_it`: that record was written in this PID
+    namespace (_written_here), so its process, not listed, is not the holder."""
+    said = ("a process whose PID is not known here (not listed in /proc/locks: one in another PID namespace, "
+            "such as a container's, is not)")
+    if recorded and not_it:
+        return (f"{said}, not the civicat writer the record in {path} names ({recorded}, a PID of this namespace, "
+                "which does not hold it): another program's lock, or a writer's that has not yet written its record")
+    return said + (f"; the record in {path} names {recorded}, a PID of the namespace it was written in"
+                   if recorded else "")
+
+
+def pid_namespace() -> str | None:
+    """The PID namespace this process's PIDs, and /proc's, are numbered in, as /proc/self/ns/pid reads
+    (`pid:[4026531836]`); None where /proc is not this namespace's (/proc/self is not this process's PID)
+    or cannot be read. A writer says it in its record: a reader in the same namespace, whose list of
+    locks names every holder there, then knows a holder the list leaves out is not that writer."""
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return None
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _written_here(holder: dict) -> bool:
+    """Whether the holder record was written in this PID namespace (its `pid_namespace`, this one's)."""
+    written = holder.get("pid_namespace")
+    return isinstance(written, str) and written == pid_namespace()
 
 
 # the key of a holder record writer_holding gives for a lock held by a process the kernel's list of locks
@@ -105,7 +128,10 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
     namespace, a container's, or this one in a container and the writer outside: its record's PID
     is of the namespace it was written in) is a writer's all the same: the record, its
     `NOT_KNOWN_HERE` set (until session 44 None: an export took it for no writer, then met the
-    catalogue held, or read a records pull's folders as they were replaced)."""
+    catalogue held, or read a records pull's folders as they were replaced). Not where the record was
+    written in this PID namespace (_written_here): its process would be listed if it held the lock, so the
+    holder is another (until session 45 taken for that writer: a program's lock in a container, its
+    record a writer's long gone, refused exports as a records pull)."""
     path = lock_path(db_path)
     try:
         holder = _holder_record(path.read_bytes()[:4096])
@@ -120,7 +146,9 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
         return holder if process_alive(pid) else None
     if pid in holding:
         return holder
-    return {**holder, NOT_KNOWN_HERE: str(path)} if _held_unlisted(path, holding) else None
+    if _written_here(holder) or not _held_unlisted(path, holding):
+        return None
+    return {**holder, NOT_KNOWN_HERE: str(path)}
 
 
 # the kernel's list of the locks held now (Linux's); a test reads a recorded one
@@ -331,6 +359,7 @@ class WriterLock:
                            "command": " ".join(os.path.basename(a) if i == 0 else a
                                                for i, a in enumerate(sys.argv))[:500],
                            "pulls_records": self.pulls_records, **({"brief": True} if self.brief else {}),
+                           **({"pid_namespace": namespace} if (namespace := pid_namespace()) else {}),
                            **({"crashed": self.crash} if self.crash else {})}
             self._write_record(fd)
         except BaseException:
@@ -372,6 +401,9 @@ class WriterLock:
                     step, stepped = os.fstat(fd).st_mtime_ns, now
                 left = max(self.wait_until, stepped + BRIEF_HOLD_SECONDS if brief else -math.inf) - now
                 if left <= 0:
+                    with contextlib.suppress(BlockingIOError):   # (let go as this one read who held it: taken)
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
                     hung = brief and stepped + BRIEF_HOLD_SECONDS >= self.wait_until
                     raise CatalogueBeingWritten(self._busy_message(fd, waited=self.wait_until > -math.inf, hung=hung)) \
                         from None
@@ -429,9 +461,11 @@ class WriterLock:
             known = (holding or set()) - {UNKNOWN_PID}
             if len(known) == 1 and UNKNOWN_PID not in holding:
                 who = f"process {min(known)} (its record in {self.path} not yet written, or not civicat's)"
-            elif holding is not None and not known:   # (the lock is held: by a process the list cannot name)
+            elif holding is not None and not known and _held_unlisted(self.path, holding):   # (by one it cannot name)
                 who = _not_known_here(self.path, describe_holder(record) if isinstance(record.get("pid"), int)
-                                      else None)
+                                      else None, not_it=_written_here(record))
+            elif holding is not None and not known:   # (until session 45 said as held in another namespace)
+                who = "a process that let go of it as this one read who held it (try again)"
             else:
                 who = "another process"
         if hung:

@@ -21,6 +21,7 @@ notebook left open on it. docs/harvesting.md ("The read copy") says what readers
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -81,7 +82,7 @@ class Published:
 
 
 def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
-            no_room: Callable[[str], None] | None = None) -> Published | None:
+            no_room: Callable[[str], None] | None = None, checked: os.stat_result | None = None) -> Published | None:
     """Publish the read copy of the closed catalogue at `db_path`. The caller holds the writer
     lock and has closed its connection. Never raises for the copy's sake: a copy that cannot
     be made (the disk full, a WAL left by a failed checkpoint) is a warning, the previous copy
@@ -97,13 +98,33 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
     begun when its file system has no room for it
     (`_short_of_room`: the previous copy stays published); the spare removed when less than a
     catalogue's size stays free beside it (`_drop_spare_if_short`). `no_room(why)` when the copy was
-    not made for want of room (not begun, or a write that found none), `why` as the warning says it."""
+    not made for want of room (not begun, or a write that found none), `why` as the warning says it.
+
+    `checked`: the catalogue file the writer checked (or wrote), by its stat: the file is opened first
+    and copied from that handle, made and timed as that handle's, so that a file put at the path
+    since (another program's, a backup restored) is never published as the catalogue's copy: a
+    warning, the previous copy kept (until session 45 the path was read, whatever file it held)."""
     db_path = Path(db_path)
     copy = read_copy_path(db_path)
     if has_wal(db_path):   # (a copy without its commits would say it is later than it is)
         log.warning("the read copy %s was not refreshed: %s has a write-ahead log not checkpointed; "
                     "it is refreshed when the next writer ends", copy, db_path)
         return None
+    try:
+        src = open(db_path, "rb", buffering=0)
+    except OSError as exc:
+        return _not_refreshed(exc, db_path, copy, no_room)
+    with src:
+        if checked is not None and not os.path.samestat(os.fstat(src.fileno()), checked):
+            log.warning("the read copy %s was not refreshed: %s was replaced by another file after this run checked "
+                        "it was the catalogue (that file is not copied); the previous copy is kept", copy, db_path)
+            return None
+        return _publish_from(src, db_path, copy, progressed, no_room)
+
+
+def _publish_from(src, db_path: Path, copy: Path, progressed: Callable[[], None] | None,
+                  no_room: Callable[[str], None] | None) -> Published | None:
+    """publish's work, the catalogue read from `src` (its file open, checked: publish)."""
     started = time.perf_counter()
     unopened = _unopened(db_path)
     if unopened is not None:   # (damaged: the copy may be the last good catalogue there is)
@@ -116,14 +137,14 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
     unfinished = _unfinished_path(copy)
     try:
         with writing(unfinished):
-            reflinked = _reflinked(db_path, unfinished)
+            reflinked = _reflinked(src, unfinished)
     except BaseException as exc:   # (a stop too: nothing left)
         unfinished.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
         return _not_refreshed(exc, db_path, copy, no_room)
     spare = None if reflinked else _spare_to_update(copy)
-    short = None if reflinked else _short_of_room(db_path, copy, spare)
+    short = None if reflinked else _short_of_room(src, db_path, copy, spare)
     if short:
         log.warning("%s", short)
         if no_room:
@@ -138,11 +159,11 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
                 if progressed:
                     progressed()
             elif spare is not None:
-                size, written = _update_spare(db_path, spare, progressed)
+                size, written = _update_spare(src, spare, progressed)
             else:
                 spare_path(copy).unlink(missing_ok=True)   # (a reader has it open: its inode lives until it closes it)
-                size = written = _copy_file(db_path, made, progressed)
-            catalogue = os.stat(db_path)
+                size = written = _copy_file(src, made, progressed)
+            catalogue = os.fstat(src.fileno())   # (the file copied, whatever is at the path now)
             os.chmod(made, stat.S_IMODE(catalogue.st_mode))   # (readable by whom the catalogue is)
             os.utime(made, ns=(time.time_ns(), catalogue.st_mtime_ns))
             sync(made)
@@ -173,13 +194,13 @@ def _not_refreshed(exc: OSError, db_path: Path, copy: Path, no_room: Callable[[s
         no_room(why)
 
 
-def _short_of_room(db_path: Path, copy: Path, spare: Path | None) -> str | None:
+def _short_of_room(src, db_path: Path, copy: Path, spare: Path | None) -> str | None:
     """Why the copy is not started (its file system has no room for it), or None: made anew it
     writes the whole catalogue; the spare updated in place, what the catalogue holds beyond it (a
     reflink, which writes none, is not asked: _reflinked, tried first).
     Begun without that room it would fail part-way on a full disk, every write of the night's
     last minutes (the lock file's, the HTTP cache's, the next portal's) failing with it."""
-    size = os.stat(db_path).st_size
+    size = os.fstat(src.fileno()).st_size
     needed = size if spare is None else max(0, size - os.stat(spare).st_blocks * 512)
     free = free_bytes(copy.parent)
     if free is None or free >= needed:
@@ -243,12 +264,13 @@ def _spare_to_update(copy: Path) -> Path | None:
 _COMPARED = 256 << 10   # bytes compared at a time: a DuckDB block
 
 
-def _update_spare(source: Path, spare: Path, progressed: Callable[[], None] | None = None) -> tuple[int, int]:
+def _update_spare(source, spare: Path, progressed: Callable[[], None] | None = None) -> tuple[int, int]:
     """The spare made the catalogue's bytes in place, writing only the blocks that differ;
     returns (the catalogue's size, the bytes written). Under the catalogue's shared lock (as
     `_copy_file`); the spare readable by its owner alone until it is whole; flushed to the disk
     each 64 MiB written, `progressed()` then and each 64 MiB compared."""
-    with open(source, "rb", buffering=0) as src:
+    with _reading(source) as src:
+        source = Path(src.name)
         _shared_lock(src, source)
         os.chmod(spare, 0o600)
         with open(spare, "r+b", buffering=0) as dst:
@@ -312,16 +334,23 @@ def _link_previous(copy: Path, spare_next: Path) -> bool:
     return True
 
 
-def put_right(db_path: str | Path, progressed: Callable[[], None] = lambda: None) -> None:
+def put_right(db_path: str | Path, progressed: Callable[[], None] = lambda: None,
+              checked: os.stat_result | None = None) -> None:
     """What a writer killed at the wrong moment left, put right before a read copy is made of the
     catalogue; the caller holds the writer lock. Commits in a WAL alone are written into the file
     (a copy of the file without them went back to the writer before); records pulls killed after
     their publish and before their record in record_pulls are recorded (their folders and the
     catalogue disagreed: exports refused the folders, queries gave the pull before's rows).
-    `progressed()` after each step."""
+    `progressed()` after each step. `checked`: the catalogue file the writer checked (its stat): another
+    put at the path since is not written (catalog.store.CatalogueReplaced; until session 45 its log was
+    replayed into it, its pulls recorded there)."""
     from catalog.lock import checkpoint_wal
     from catalog.records import RecordsLayout, record_unrecorded
+    from catalog.store import CatalogueReplaced, how_replaced
 
+    why = how_replaced(Path(db_path), checked)
+    if why:
+        raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
     if has_wal(db_path):
         checkpoint_wal(db_path)
         progressed()
@@ -329,7 +358,7 @@ def put_right(db_path: str | Path, progressed: Callable[[], None] = lambda: None
     if layout.unrecorded():
         from catalog.store import connect
 
-        with connect(db_path) as con:
+        with connect(db_path, checked=checked) as con:
             progressed()   # (migrated)
             for done in record_unrecorded(con, layout):
                 log.warning("records: %s", done)
@@ -356,15 +385,15 @@ _FICLONE = getattr(fcntl, "FICLONE", 0x40049409)
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS, errno.EPERM}
 
 
-def _reflinked(source: Path, target: Path) -> bool:
+def _reflinked(source, target: Path) -> bool:
     """`target` made a reflink of the whole catalogue (its blocks shared, none written: btrfs, XFS
     made with reflink=1, bcachefs ...), under its shared lock (as _copy_file), readable by its owner
     alone; True. False, no `target` left, where its file system makes none: the copy is then
     written (_copy_file, _update_spare), and its room asked first. What a copy really writes decides
     the room it needs: on a nearly full btrfs a copy refused for want of the catalogue's size
     (copy_file_range reflinks there too) would have taken none."""
-    with open(source, "rb") as src:
-        _shared_lock(src, source)
+    with _reading(source) as src:
+        _shared_lock(src, Path(src.name))
         target.unlink(missing_ok=True)
         handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -379,7 +408,7 @@ def _reflinked(source: Path, target: Path) -> bool:
     return True
 
 
-def _copy_file(source: Path, target: Path, progressed: Callable[[], None] | None = None) -> int:
+def _copy_file(source, target: Path, progressed: Callable[[], None] | None = None) -> int:
     """Copy in the kernel (copy_file_range: a reflink, no data written, on btrfs or XFS), under
     a shared lock on the catalogue, DuckDB's own (fcntl): refused while another process has it
     open for writing (a notebook's writable connection takes no writer lock, and may be writing
@@ -387,15 +416,28 @@ def _copy_file(source: Path, target: Path, progressed: Callable[[], None] | None
     readable by its owner alone until it is whole (then the catalogue's permissions). Flushed to
     the disk 64 MiB at a time, then `progressed()`: the flush at its end, which its caller makes,
     is of 64 MiB at most, not of GBs (no step of a brief holder is long without a sign)."""
-    with open(source, "rb") as src:
-        _shared_lock(src, source)
+    with _reading(source) as src:
+        _shared_lock(src, Path(src.name))
         target.unlink(missing_ok=True)   # (a copy killed half-way: its permissions are not ours to keep)
+        os.lseek(src.fileno(), 0, os.SEEK_SET)   # (copy_bytes copies from the offset)
         with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
             def flushed() -> None:
                 os.fdatasync(dst.fileno())
                 if progressed:
                     progressed()
             return copy_bytes(src.fileno(), dst.fileno(), flushed)
+
+
+@contextlib.contextmanager
+def _reading(source):
+    """`source` open for reading: the file publish opened (the catalogue checked: left open), or a path opened here.
+    (The shared lock taken on publish's holds until it closes it: POSIX locks are the process's, let go at
+    the close of any handle of the file; no other is closed meanwhile.)"""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb", buffering=0) as src:
+            yield src
+    else:
+        yield source
 
 
 def _shared_lock(src, source: Path) -> None:

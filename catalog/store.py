@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
-from catalog.links import DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXTS, COLUMN_TEXTS, maybe_secret_sql
+from catalog.links import DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXT_LISTS, RECORD_TEXTS, COLUMN_TEXTS, maybe_secret_sql
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
 from catalog.versions import CatalogueTooNew, newer_migrations, shipped_migrations
 from catalog.stage import (
@@ -152,8 +152,12 @@ def connect(db_path: str | Path, *, read_only: bool = False, checked: os.stat_re
         _replaced_since(db_path, checked, con)   # (before the ATTACH too: it would make a file taken away)
         _attach(con, db_path)
         # (DuckDB opens the file by its path: the path's file after the ATTACH is the one attached, unless
-        # it was replaced and put back within it)
+        # it was replaced and put back within it: then this process holds the file checked nowhere)
         _replaced_since(db_path, checked, con)
+        if checked is not None and open_here(checked) is False:
+            con.close()
+            raise CatalogueReplaced(f"{db_path} was replaced by another file as this run opened it, and put back "
+                                    "(the file opened is not the one this run checked was the catalogue)")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(NO_ARROW_LAMBDAS)
     if not read_only:
@@ -181,16 +185,40 @@ def connect(db_path: str | Path, *, read_only: bool = False, checked: os.stat_re
 
 def _replaced_since(db_path: Path, checked: os.stat_result | None, con) -> None:
     """CatalogueReplaced (`con` closed) where the file at `db_path` is not the one `checked` (connect's)."""
+    why = how_replaced(db_path, checked)
+    if why:
+        con.close()
+        raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
+
+
+def open_here(file: os.stat_result) -> bool | None:
+    """Whether this process has the file `file` (a stat of it) open, by some descriptor (/proc/self/fd);
+    None where that cannot be read (not Linux). After an ATTACH, False says DuckDB opened another file
+    at the path, which was then put back (a path's file alone cannot tell)."""
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for descriptor in descriptors:
+        try:
+            held = os.stat(f"/proc/self/fd/{descriptor}")   # (the file itself, even taken away since)
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (file.st_dev, file.st_ino):
+            return True
+    return False
+
+
+def how_replaced(db_path: Path, checked: os.stat_result | None) -> str | None:
+    """How the file at `db_path` is no longer the one `checked` ("taken away", "replaced by another
+    file"; by device and inode), or None: it is (or nothing was checked)."""
     if checked is None:
-        return
+        return None
     try:
         now = os.stat(db_path)
     except FileNotFoundError:
-        now = None
-    if now is None or (now.st_dev, now.st_ino) != (checked.st_dev, checked.st_ino):
-        con.close()
-        raise CatalogueReplaced(f"{db_path} was {'taken away' if now is None else 'replaced by another file'} "
-                                "after this run checked it was the catalogue")
+        return "taken away"
+    return None if (now.st_dev, now.st_ino) == (checked.st_dev, checked.st_ino) else "replaced by another file"
 
 
 def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
@@ -989,6 +1017,9 @@ class Store:
     def __init__(self, db_path: str | Path, *, checked: os.stat_result | None = None):
         self.db_path = Path(db_path)
         self._con = connect(self.db_path, checked=checked)   # (`checked`: connect's)
+        # the file attached (the one checked, or found at the open): attached again (_reattach) only while it
+        # is the file at the path; until session 45 the path was attached, whatever file it held by then
+        self.attached_file = checked or os.stat(self.db_path)
         # (reentrant: a checkpoint holds it from its CHECKPOINT to the re-attach its failure needs)
         self._write_lock = threading.RLock()
         self._gate = _Gate()   # the statements of its cursors, against a re-attach (see _Gate)
@@ -1038,7 +1069,9 @@ class Store:
         does not fit the memory limit (the log left for the next open to replay, and no read
         copy published); this one is retried with MERGE_MEMORY_LIMIT, or logged."""
         try:
-            if self.wal_bytes():
+            if self._detached is not None and how_replaced(self.db_path, self.attached_file):
+                pass   # (its file replaced, never attached again: CatalogueReplaced, said by the use that found it)
+            elif self.wal_bytes():
                 self.checkpoint("the checkpoint as the catalogue closes")
             else:   # (a checkpoint that found no room earlier, its log since checkpointed by DuckDB: nothing kept)
                 self.checkpoint_found_no_room = None
@@ -1097,10 +1130,10 @@ class Store:
     def maybe_publishing_secrets(self, portal_id: str) -> list[dict]:
         """The portal's datasets not deleted of which a link or a text an export publishes may hold a
         secret (catalog.links.maybe_secret_sql: most are passed by in SQL), by uid, each as a record of
-        those fields (its uid, source id, links and texts, its distributions' links and its columns'
+        those fields (its uid, source id, links, texts and keywords, its distributions' links and its columns'
         texts, by position) that catalog.links.secret_links reads."""
-        def any_of(columns, text=False) -> str:
-            return " OR ".join(maybe_secret_sql(c, text) for c in columns)
+        def any_of(columns, text=False, texts=False) -> str:
+            return " OR ".join(maybe_secret_sql(c, text, texts) for c in columns)
 
         # the portal's rows of distributions and columns, by their uids' range (`portal:` up to `portal;`, ';'
         # following ':'), which DuckDB skips the other portals' row groups by, where starts_with read them all
@@ -1109,7 +1142,8 @@ class Store:
         with self._write_lock:
             maybe = [uid for (uid,) in self.con.execute(f"""
                 SELECT uid FROM datasets WHERE portal_id = $portal AND deleted_at IS NULL
-                    AND ({any_of(RECORD_LINKS)} OR {any_of(RECORD_TEXTS, text=True)})
+                    AND ({any_of(RECORD_LINKS)} OR {any_of(RECORD_TEXTS, text=True)}
+                         OR {any_of(RECORD_TEXT_LISTS, texts=True)})
                 UNION SELECT dataset_uid FROM distributions WHERE {its_own} AND ({any_of(DISTRIBUTION_LINKS)})
                 UNION SELECT dataset_uid FROM columns WHERE {its_own} AND ({any_of(COLUMN_TEXTS, text=True)})""",
                 {"portal": portal_id, **bounds}).fetchall()]
@@ -1126,11 +1160,12 @@ class Store:
                                ", ".join(f'"{c}" := "{c}"' for c in COLUMN_TEXTS)}) ORDER BY position) AS texts
                            FROM columns WHERE {its_own} AND dataset_uid IN (SELECT unnest($maybe))
                            GROUP BY dataset_uid)
-                SELECT d.uid, d.source_id, {", ".join(f'd."{c}"' for c in RECORD_LINKS + RECORD_TEXTS)}, x.links, c.texts
+                SELECT d.uid, d.source_id, {", ".join(f'd."{c}"' for c in RECORD_LINKS + RECORD_TEXTS + RECORD_TEXT_LISTS)},
+                       x.links, c.texts
                 FROM datasets d LEFT JOIN x USING (uid) LEFT JOIN c USING (uid)
                 WHERE d.portal_id = $portal AND d.deleted_at IS NULL AND d.uid IN (SELECT unnest($maybe))
                 ORDER BY d.uid""", {"portal": portal_id, "maybe": maybe, **bounds}).fetchall()
-        names = ("uid", "source_id") + RECORD_LINKS + RECORD_TEXTS + ("distributions", "columns")
+        names = ("uid", "source_id") + RECORD_LINKS + RECORD_TEXTS + RECORD_TEXT_LISTS + ("distributions", "columns")
         return [dict(zip(names, row)) for row in found]
 
     def exported_uids(self) -> dict[str, str]:
@@ -1548,15 +1583,38 @@ class Store:
     def _attach_with_room(self) -> None:
         """The detached catalogue attached (the attach lock held) with MERGE_MEMORY_LIMIT: the ATTACH
         replays its log (up to CHECKPOINT_WAL_BYTES, or what a failed checkpoint left), which did not
-        fit the small limit (the attach after a checkpoint's retry, with that limit back)."""
+        fit the small limit (the attach after a checkpoint's retry, with that limit back). Only the
+        file it had attached (attached_file): another put at the path since (a backup restored, a
+        program's own file renamed over it) is CatalogueReplaced, left detached (every later use says
+        so), that file not attached, nor, where it came within the ATTACH, used once attached."""
+        self._refuse_a_replacement("was to be attached again")
         self._con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
         try:
             _attach_when_let_go(self._con, self.db_path, self._stop)
         finally:
             if not self._large_writes:   # (a write retried with room still runs: it puts the limit back)
                 self._restore_memory_limit()
+        try:
+            self._refuse_a_replacement("was attached again")
+            if open_here(self.attached_file) is False:   # (replaced within the ATTACH and put back)
+                raise CatalogueReplaced(f"{self.db_path} was replaced by another file as it was attached again, "
+                                        "and put back: the file attached was let go unused")
+        except CatalogueReplaced:
+            side = self._con.cursor()
+            try:
+                side.execute(f"DETACH DATABASE IF EXISTS {CATALOGUE}")
+            finally:
+                side.close()
+            raise
         self._detached = None
         self._invalidated = False
+
+    def _refuse_a_replacement(self, when: str) -> None:
+        """CatalogueReplaced where the file at the path is no longer the one attached (attached_file)."""
+        why = how_replaced(self.db_path, self.attached_file)
+        if why:
+            raise CatalogueReplaced(f"{self.db_path} was {why} after this run opened it as the catalogue (found as "
+                                    f"it {when}): that file was not written")
 
     def _with_room(self, what: str, write: Callable[[], T], *, afresh: bool = False) -> T:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot

@@ -23,6 +23,7 @@ import csv
 import errno
 import functools
 import io
+import itertools
 import json
 import logging
 import math
@@ -313,14 +314,16 @@ def _echo_alone(header: str, value: str, can_cut: bool, width: int) -> None:
 
 
 def echo_rows(rows: list[list], headers: list[str], *, first: int, alone: int | None = None,
-              cut: bool | list[bool] = False, narrow: list[int] | None = None, heading: int | None = None) -> None:
+              cut: bool | list[bool] = False, narrow: list[int] | None = None, heading: int | None = None,
+              wider: list[int] | None = None) -> None:
     """Rows (a run's portals, the pulls of `records`, errors) as a table that fits the terminal (output_width):
     as tabulate draws it where it fits; else each column as wide as its widest cell; else with column `alone`
     (a failure, a message) cut to the room the others leave ('…' where cut, 20 characters at least) in the rows
     `cut` says (a folder's path is never cut: it is copied); else, given `narrow` (the columns that say most), a
-    row a line of those alone, a space between, `alone` on a line of its own below a row that has one, column
-    `heading` (a run's id) a line `header value` above the rows it heads, and a last line naming the columns left
-    out; and where even that runs past, each row on lines of its own: its `first`
+    row a line of those, a space between, `alone` on a line of its own below a row that has one, column
+    `heading` (a run's id) a line `header value` above the rows it heads (first as a column of its own), the
+    columns `narrow` leaves out added back in the order of `wider` as the width allows (_narrower), and a last line
+    naming the columns left out; and where even that runs past, each row on lines of its own: its `first`
     columns (the ids: whole, as a user copies them), the others `header value`, wrapped, then `alone` on its own
     line. Piped (no width): _piped_table, every value whole."""
     import textwrap
@@ -348,20 +351,20 @@ def echo_rows(rows: list[list], headers: list[str], *, first: int, alone: int | 
         if _widest_line(text) <= width:
             click.echo(text)
             return
-    if narrow and cells:
-        text = _close_table([[row[i] for i in narrow] for row in cells], [headers[i] for i in narrow], gap=" ")
+    for columns, headed_by in _narrower(len(headers), narrow, alone, heading, wider) if cells else ():
+        text = _close_table([[row[i] for i in columns] for row in cells], [headers[i] for i in columns], gap=" ")
         if _widest_line(text) <= width:
             head_and_rule, lines = text.split("\n")[:2], text.split("\n")[2:]
             click.echo("\n".join(head_and_rule))
             headed = None
             for line, row, can in zip(lines, cells, cuttable):
-                if heading is not None and row[heading] != headed:
-                    headed = row[heading]
-                    click.echo(f"{headers[heading]} {headed}")
+                if headed_by is not None and row[headed_by] != headed:
+                    headed = row[headed_by]
+                    click.echo(f"{headers[headed_by]} {headed}")
                 click.echo(line)
                 if alone is not None and row[alone]:
                     _echo_alone(headers[alone], row[alone], can, width)
-            left_out = [h for i, h in enumerate(headers) if i not in narrow and i not in (alone, heading)]
+            left_out = [h for i, h in enumerate(headers) if i not in columns and i not in (alone, headed_by)]
             if left_out:
                 click.echo(wrapped(f"(left out: {', '.join(left_out)})"))   # (wider, piped or --json: every column)
             return
@@ -376,15 +379,56 @@ def echo_rows(rows: list[list], headers: list[str], *, first: int, alone: int | 
             _echo_alone(headers[alone], row[alone], can, width)
 
 
+# how a value piped as a tab-separated field writes what would end it or its line (mysql's batch form)
+TAB_SEPARATED_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def tab_separated_field(value) -> str:
+    """A value of `sql` piped: as the table shows it (None empty), its backslashes, tabs and line breaks written
+    `\\`, `\t`, `\n`, `\r`, then its other control characters escaped (printable)."""
+    text = "" if value is None else str(value)
+    return str(printable(re.sub(r"[\\\t\n\r]", lambda found: TAB_SEPARATED_ESCAPES[found.group()], text)))
+
+
+def echo_tab_separated(rows: list[list], columns: list[str]) -> None:
+    """`sql`'s rows piped (to a file, cut, sort, a TSV reader, `column -t -s $'\t'`), as mysql prints them when its
+    output is no terminal: the column names, then a row a line, its values a tab apart, never padded, a value's
+    tab or line break escaped (tab_separated_field). Until session 45 piped `sql` printed the terminal's table:
+    middle columns padded to their widest value, and a value's line breaks kept, a row over several lines."""
+    lines = ("\t".join(map(tab_separated_field, row)) for row in [columns, *rows])
+    for batch in iter(lambda: list(itertools.islice(lines, 1000)), []):
+        click.echo("\n".join(batch))
+
+
+def _narrower(count: int, narrow: list[int] | None, alone: int | None, heading: int | None,
+              wider: list[int] | None) -> Iterator[tuple[list[int], int | None]]:
+    """The forms echo_rows tries, widest first, where a row's columns but `alone` (on a line of its own) may fit:
+    (the columns shown, the column heading the rows it shows or None). Every column but `alone`, `heading` a
+    column; then `heading` a line above its rows, and the columns `narrow` leaves out added back in the order of
+    `wider` (else their own) as many as fit (a terminal of 80 to ~200 columns: until session 45 `runs` showed
+    `narrow` alone at any width its table did not fit, 120 as 80); `narrow` alone last."""
+    if not narrow:
+        return
+    if heading is not None:
+        yield [i for i in range(count) if i != alone], None
+    left = [i for i in range(count) if i not in narrow and i not in (alone, heading)]
+    extras = [i for i in wider or [] if i in left] + [i for i in left if i not in (wider or [])]
+    for added in range(len(extras), -1, -1):
+        yield sorted(narrow + extras[:added]), heading
+
+
 def echo_expanded(rows: list[list], columns: list[str]) -> None:
     """`sql`'s rows where its table runs past the terminal (output_width), as psql's expanded display shows
     them: each row a block, a line a column, its value wrapped at spaces to the width, never cut (they are
-    the query's answer: `--format csv` or `json` for a script); piped, the table whole."""
+    the query's answer: `--format csv` or `json` for a script); piped, tab-separated (echo_tab_separated)."""
     import textwrap
 
     width = output_width()
+    if width is None:
+        echo_tab_separated(rows, columns)
+        return
     text = table_text(rows, columns)
-    if width is None or _widest_line(text) <= width:
+    if _widest_line(text) <= width:
         click.echo(text)
         return
     names = [str(printable(c)) for c in columns]
@@ -920,6 +964,15 @@ def _refused_or_id(con, db_path: Path):
     return refused, None if refused else catalogue_id(con)
 
 
+def replaced_as_it_ran(lock, exc: Exception) -> Refused:
+    """The refusal (exit 2) of a writer whose catalogue file another process replaced as it ran,
+    found as the store attached it again (catalog.store.CatalogueReplaced): that file never written;
+    said in the lock's record as a crash (the runs it leaves unfinished are closed by the next harvest)."""
+    note_crash(lock, exc)
+    return Refused(f"{exc}; this run stopped there: run again once the file at that path is the catalogue to "
+                   "write, or give --db a path of its own")
+
+
 def note_crash(lock, exc: Exception) -> None:
     """An error civicat did not expect ends a writer (the catalogue's disk full, a bug): said in
     its lock's record, so that the next harvest closes the runs it left unfinished naming it
@@ -946,7 +999,8 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
         try:
             # (once: a notebook writing it would be warned of every 2 s)
             if not (copy_done or to_make) and db_path.exists():
-                bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
+                # (the file held: waited for as the opener's refusal is; only the file checked is copied)
+                bring_read_copy_up_to_date(db_path, lock.checked_file)
                 copy_done = True
             try:
                 made = made or _made_new(db_path, none_found=to_make)
@@ -1130,31 +1184,33 @@ def _take_back_made(db_path: Path, made: os.stat_result) -> None:
         logging.getLogger("civicat").warning("%s, made by this run, could not be removed: %s", db_path, exc)
 
 
-def bring_read_copy_up_to_date(db_path: Path) -> None:
+def bring_read_copy_up_to_date(db_path: Path, checked: os.stat_result | None = None) -> None:
     """Before a writer opens the catalogue, under its lock: the read copy of the catalogue's last
     write, for the readers while it writes. The last writer's copy is missing when it was stopped
     or killed, or its copy failed; what a writer killed at the wrong moment left is put right
     first (catalog.read_copy.put_right: its WAL, its records pulls not recorded). DuckDB's lock
     error when another process has the file open for writing: the caller waits for it, and calls
     again (not the opener at once: that process gone meanwhile, it replayed the WAL, the copy
-    left behind it)."""
+    left behind it). `checked`: the file writer_lock checked: another put at the path since is neither
+    put right nor copied (CatalogueReplaced; until session 45 the path was copied, whatever it held)."""
     from catalog.read_copy import put_right
 
-    put_right(db_path)
-    publish_read_copy(db_path, if_stale=True)
+    put_right(db_path, checked=checked)
+    publish_read_copy(db_path, if_stale=True, checked=checked)
 
 
-def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> str | None:
+def publish_read_copy(db_path: Path, *, if_stale: bool = False, checked: os.stat_result | None = None) -> str | None:
     """After a writer has closed the catalogue, still under its lock: the read copy that readers
     open while the next writer holds the file (catalog.read_copy). Not after a stop (Ctrl-C,
     SIGTERM), whose cleanup stays short: the next writer publishes it before it opens the
     catalogue (`if_stale`: when the copy is not of the catalogue's last write). Returns why the
-    copy was not made when it was for want of room (its file system short of a copy, or full), else None."""
+    copy was not made when it was for want of room (its file system short of a copy, or full), else None.
+    `checked`: the file the writer checked or wrote (catalog.read_copy.publish's)."""
     from catalog.read_copy import is_current, publish
 
     no_room: list[str] = []
     if not stop_requested() and not (if_stale and is_current(db_path)):
-        published = publish(db_path, no_room=no_room.append)
+        published = publish(db_path, no_room=no_room.append, checked=checked)
         if published:
             logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes, %d of them written) "
                                                         "in %.2f s", published.path, published.bytes,
@@ -1176,7 +1232,7 @@ def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> str | None:
 @pandas_kept_out()   # the whole run's process: see catalog.lazy
 def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path, as_json):
     """Harvest all (or the named) portals into the catalogue."""
-    from catalog.store import Store
+    from catalog.store import CatalogueReplaced, Store
     from harvester.config import ConfigError
     from harvester.http import HttpClient, ValidatorCache
     from harvester.mapping import workers_from_env
@@ -1224,7 +1280,9 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
             report.not_in_config = portals_not_in_config(store.con, [p.id for p in config.portals])
         finally:
             store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
+    except CatalogueReplaced as exc:   # (as it ran, after a checkpoint that failed: catalog.store)
+        raise replaced_as_it_ran(lock, exc) from None
     except Exception as exc:
         note_crash(lock, exc)
         raise
@@ -1342,7 +1400,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     UID = portal_id:source_id, as `civicat search`, `similar` and `overlap --group N` list them (one whose source
     id holds a key as they print it too: REDACTED, `#2` where two redact alike). Exit 0: every pull completed; 1: at
     least one failed (its previous Parquet is kept); 2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
-    from catalog.store import Store
+    from catalog.store import CatalogueReplaced, Store
     from harvester.http import HttpClient
     from harvester.mapping import settings_digest
     from harvester.records import pull_uids
@@ -1415,7 +1473,9 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
             raise Refused(str(exc)) from None
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
         store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
+    except CatalogueReplaced as exc:   # (as it ran, after a checkpoint that failed: catalog.store)
+        raise replaced_as_it_ran(lock, exc) from None
     except Exception as exc:
         note_crash(lock, exc)
         raise
@@ -1425,12 +1485,18 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     if as_json:
         from dataclasses import asdict
         echo_json([{**asdict(r), "uid": shown(r.uid), "path": shown.folder(r.uid, r.path),
+                    "path_also_names": shown.folders_alike(r.uid) if r.path else [],
                     "error_message": shown.text(r.error_message)} for r in results])
     else:
         echo_rows([[shown(r.uid), r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}",
                     shown.folder(r.uid, r.path) or shown.text(r.error_message or "")]
                    for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"],
                   first=2, alone=6, cut=[not r.path for r in results])
+        for r in results:   # (a glob naming two folders: said, each by its dataset as printed)
+            if r.path and (alike := shown.folders_alike(r.uid)):
+                click.echo(wrapped(f"the folder of {shown(r.uid)} is printed as a glob that names the folder of "
+                                   f"{' and '.join(alike)} too: their source ids differ only in their key, which "
+                                   "the glob leaves out"))
     if all(r.status == "ok" for r in results):
         exit_if_no_room_after_storing("every pull was stored", store.checkpoint_found_no_room, copy_not_made)
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
@@ -1531,15 +1597,35 @@ class ShownUids:
         """A records folder as printed: named by its dataset's source id, each secret in it a `*` (a shell glob:
         `cd`, `ls` and Python's glob take it for the folder, which keeps the key, the catalogue's own copy; until
         session 44 the secret was printed REDACTED, a path no folder has). Where two source ids differ only in
-        their key (`#2`), the glob names both folders."""
-        from catalog.links import REDACTED, redacted
-        from catalog.records import safe_segment, segment_glob
+        their key (`#2`), the glob names both folders: folders_alike names the others."""
+        from catalog.records import safe_segment
 
         if uid not in self.shown or path is None:
             return path
         source_id = uid.partition(":")[2]   # (as printed less its number, `#2`: no part of the folder's name)
-        return path.replace(f"dataset={safe_segment(source_id)}",
-                            f"dataset={segment_glob(source_id, redacted(source_id), REDACTED)}")
+        return path.replace(f"dataset={safe_segment(source_id)}", f"dataset={self._glob(source_id)}")
+
+    @staticmethod
+    def _glob(source_id: str) -> str:
+        from catalog.links import REDACTED, redacted
+        from catalog.records import segment_glob
+
+        return segment_glob(source_id, redacted(source_id), REDACTED)
+
+    def folders_alike(self, uid: str) -> list[str]:
+        """The other datasets, as printed, whose records folder the glob folder() prints for `uid` names too:
+        those of its portal whose source ids differ from its only in their key (a glob names both, and none
+        that tells them apart can leave the key out; until session 45 printed with no word of it)."""
+        from fnmatch import fnmatchcase
+
+        from catalog.records import safe_segment
+
+        if uid not in self.shown:
+            return []
+        portal_id, _, source_id = uid.partition(":")
+        glob = self._glob(source_id)
+        return [shown for other, shown in self.shown.items() if other != uid and other.startswith(f"{portal_id}:")
+                and fnmatchcase(safe_segment(other.partition(":")[2]), glob)]
 
 
 class WordsReplaced:
@@ -1764,7 +1850,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
             run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
         finally:
             store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
     finally:
         lock.release()
     if as_json:
@@ -1828,6 +1914,9 @@ def _error_shown(error: dict, shown: ShownUids) -> dict:
 # portal's start (the run id holds the run's), seconds, unchanged and the HTTP figures left out, and a failure on a
 # line of its own (until session 44, at 80 columns, three lines a portal's run)
 RUNS_NARROW = [1, 2, 5, 6, 7, 9, 10]
+# and those added back as a wider terminal allows, in this order (then records and rows, after unchanged, where a
+# run pulled records): unchanged, seconds, requests, retries, 304s, started last (the run id holds the run's)
+RUNS_WIDER = [8, 4, 11, 12, 13, 3]
 
 
 @cli.command()
@@ -1893,7 +1982,7 @@ def runs(limit, show_errors, db_path, as_json):
                   if with_records else [])
                + [(f"{r['error_type']}: " if r["error_type"] else "") + (r["error_message"] or "")]
                for r in rows], headers, first=3, alone=len(headers) - 1, cut=True, narrow=RUNS_NARROW,
-              heading=0)
+              heading=0, wider=RUNS_WIDER[:1] + ([14, 15] if with_records else []) + RUNS_WIDER[1:])
     if show_errors:
         click.echo()
         echo_rows([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"],
@@ -1968,9 +2057,9 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         # (a catalogue whose every harvest failed, the quickstart's offline: "'Chicago' is no city or
         # portal id of the catalogue's datasets (those known: none)" under a usage line blamed the city)
         empty = None if hits else _no_dataset(con, db_path)
-        if hits:   # (every uid as printed: ShownUids)
+        if hits:   # (every uid as printed: ShownUids; a title's links as an export gives them)
             shown = ShownUids(con)
-            hits = [{**h, "uid": shown(h["uid"])} for h in hits]
+            hits = [{**h, "uid": shown(h["uid"]), "title": redacted_text(h["title"])} for h in hits]
     except catalogue_search.SearchIndexMissing as exc:   # (no harvest yet: nothing to search, said as such)
         hits, empty = [], _no_dataset(con, db_path)
         if empty is None:
@@ -2071,15 +2160,15 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     # most cities first, then most datasets: what a group says across the cities (a city's hundred CCRB
     # tables in three cities came before crime incidents in 21, group ids being numbered by size)
     ordered = sorted(result.groups, key=lambda g: (-len(g.cities), -len(g.uids), g.group_id))
-    # (every uid as printed: ShownUids)
+    # (every uid as printed: ShownUids; a title's links as an export gives them)
     groups = [{"group_id": g.group_id, "label": g.label, "datasets": len(g.uids), "cities": g.cities,
-               "members": [{"uid": shown(u), "city": c.cities[c.row(u)], "title": c.titles[c.row(u)],
+               "members": [{"uid": shown(u), "city": c.cities[c.row(u)], "title": redacted_text(c.titles[c.row(u)]),
                             "copies": [shown(copy) for copy in g.copies.get(u, [])]} for u in g.uids]}
               for g in ordered]
     if show_pairs:   # (each dataset named, not only by uid: a reader of the pairs needs no join to know them)
         pairs = [{"uid_a": shown(p["uid_a"]), "city_a": c.cities[c.row(p["uid_a"])],
-                  "title_a": c.titles[c.row(p["uid_a"])], "uid_b": shown(p["uid_b"]),
-                  "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
+                  "title_a": redacted_text(c.titles[c.row(p["uid_a"])]), "uid_b": shown(p["uid_b"]),
+                  "city_b": c.cities[c.row(p["uid_b"])], "title_b": redacted_text(c.titles[c.row(p["uid_b"])]),
                   **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
         say_why(groups, [(shown(a), shown(b), score, explanation) for a, b, score, explanation in stored])
@@ -2143,6 +2232,16 @@ def one_title_a_city(members: list[dict]) -> list[str]:
     return firsts + others
 
 
+def piped_examples(group: dict) -> str:
+    """A group's examples piped: a title of each of its cities, each whole, then how many of its datasets are not
+    named ('; and 64 more'): what a group is, in a line grep finds by any of its cities, where its whole list is
+    `overlap --group N`'s and `--json`'s. Until session 45 every member's title (a group of 73: 5.5 KB a line; the
+    real catalogues' 321 groups 127 KB, where the terminal's table of 80 columns was 38 KB)."""
+    titles = one_title_a_city(group["members"])[:len(group["cities"])]
+    more = len(group["members"]) - len(titles)
+    return "; ".join(titles) + (f"; and {more} more" if more else "")
+
+
 def db_named(db_path: Path) -> str:
     """` --db PATH` for a command line to copy, or nothing for the default catalogue."""
     return "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
@@ -2154,14 +2253,15 @@ def echo_overlap_groups(groups: list[dict]) -> None:
     width = output_width()
     # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
     # label takes up to half of what the number columns leave (it says what the group is), the examples the rest;
-    # piped, each whole (every dataset's title, a title of each city first)
+    # piped, a title of each city, each whole, and how many more (piped_examples)
     fixed = (len("group") + 2) + (len("datasets") + 2) + (len("cities") + 2) + 4 * 2
     label_width = max(len(one_line(g["label"])) for g in groups)
     if width is not None:
         label_width = min(label_width, max(20, (width - fixed) // 2))
     room = None if width is None else max(20, width - fixed - max(len("label") + 2, label_width))
     rows = [[g["group_id"], cut_to(one_line(g["label"]), label_width), g["datasets"], len(g["cities"]),
-             fitted(one_title_a_city(g["members"]), room)] for g in groups]
+             fitted(one_title_a_city(g["members"]), room) if width is not None else piped_examples(g)]
+            for g in groups]
     headers = ["group", "label", "datasets", "cities", "examples"]
     click.echo(table_text(rows, headers) if width is not None else _piped_table(rows, headers, alone=4))
 
@@ -2243,8 +2343,8 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
         shown = ShownUids(con)
     finally:
         con.close()
-    # (every uid as printed: ShownUids)
-    members = [(shown(uid), *rest) for uid, *rest in members]
+    # (every uid as printed: ShownUids; a title's links as an export gives them)
+    members = [(shown(uid), city, redacted_text(title), *rest) for uid, city, title, *rest in members]
     copies = {shown(uid): [shown(copy) for copy in others] for uid, others in copies.items()}
     pairs = [{**p, "uid_a": shown(p["uid_a"]), "uid_b": shown(p["uid_b"])} for p in pairs]
     db = db_named(db_path)
@@ -2318,7 +2418,7 @@ def similar(uid, limit, db_path, as_json):
             raise click.UsageError(shown.text(str(exc)) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
-    found = [{**f, "uid": shown(f["uid"])} for f in found]
+    found = [{**f, "uid": shown(f["uid"]), "title": redacted_text(f["title"])} for f in found]
     uid = shown(uid)
     if as_json:
         echo_json(found)
@@ -2327,13 +2427,13 @@ def similar(uid, limit, db_path, as_json):
         click.echo(f"no dataset is comparable to {uid}: {empty}")
         return
     if not found:
-        click.echo(wrapped(one_line(f"no dataset of another city is comparable to {uid} ({city}: {title})")))
+        click.echo(wrapped(one_line(f"no dataset of another city is comparable to {uid} ({city}: {redacted_text(title)})")))
         return
     # which dataset the list is of (a UID says nothing to a reader), and why the scores may not fall
     # all the way down: its saved group's datasets come first
     # (and where its group's why is told: `overlap --group N`)
     in_group = sum(f["in_group"] for f in found)
-    click.echo(wrapped(one_line(f"{city}: {title} ({uid})" + (
+    click.echo(wrapped(one_line(f"{city}: {redacted_text(title)} ({uid})" + (
         f", in overlap group {group[0]} '{group[1]}', whose datasets come first ({in_group} here)" if in_group else ""))))
     if group:   # (a command to copy: a line of its own, as overlap's hints)
         click.echo(f"its group and why they compare: civicat overlap --group {group[0]}{db_named(db_path)}")

@@ -23,6 +23,7 @@ still too large split again by the next byte.
 """
 from __future__ import annotations
 
+import array
 import contextlib
 import functools
 import hashlib
@@ -76,8 +77,10 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
     with_nulls: set[Path] = set()
     slices = _key_slices(delta, key, schema, DELTA_KEY_BYTES, with_nulls)
     first, second = next(slices), next(slices, None)
+    delta_keys = None   # (held at once: a night's delta)
     if second is None:   # (a night's delta: its keys at once, looked up as the previous parts are read)
         masks = functools.partial(_replaced_masks, key=key, keys=first)
+        delta_keys = first
     else:
         spilled = _found_on_disk(previous, key, schema, itertools.chain([first, second], slices), spill)
         masks = lambda path, parquet: _spilled_masks(spilled[path])   # noqa: E731
@@ -87,7 +90,7 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
         # judged before a byte is written: on a night that changed nothing the whole merge was written, then
         # thrown away for the previous parts (a 38.5 MB delta: every previous row read and written again)
         if previous and _same_records(previous, delta, key, schema, row_group_bytes, masks, keyless,
-                                      by_keys_alone=not keyless_delta):
+                                      by_keys_alone=not keyless_delta, keys=delta_keys):
             # (the records the previous parts hold, as they hold them: those bytes)
             for part in previous:
                 link_or_copy(part, folder / part.name)
@@ -114,24 +117,26 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
 
 
 def _same_records(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema, row_group_bytes: int,
-                  masks, keyless, *, by_keys_alone: bool) -> bool:
+                  masks, keyless, *, by_keys_alone: bool, keys: pa.Array | None = None) -> bool:
     """Whether the merge gives the records the previous parts hold (_SameRecords), judged before
     anything is written and given up at the first sign of a change. `by_keys_alone` (the delta has
     no keyless row): the previous rows it replaces are those its keys find, counted from the key
     column alone (a night that added rows ends there, no row read); their count equal to the
-    delta's, only the row groups holding one are read. `keyless` is left part read (rewind it)."""
-    same = _SameRecords(delta)
+    delta's, only the row groups holding one are read. The delta is read first: with its `keys`
+    (held at once), a replaced row unlike the delta's row of its key ends the judging there, and
+    the writing reads again only the row groups judged before it, one where the first holds an
+    edit (a night of edits only read every replaced row group twice, an edit in each: the whole
+    dataset). `keyless` is left part read (rewind it)."""
+    same = _SameRecords(delta, key, keys)
     if by_keys_alone and same.delta_rows != sum(_true_count(found) for path in previous
                                                 for found in masks(path, _parquet(path, schema))):
         return False
-    for path in previous:
-        for table, found in _batches(path, schema, row_group_bytes, masks, skip_unfound=by_keys_alone):
-            same.replaced(table, _kept(table, found, key, keyless))
-            if same.changed:
-                return False
     for path in delta:
         for table in _batches(path, schema, row_group_bytes):
             same.read_again(table)
+    for path in previous:
+        for table, found in _batches(path, schema, row_group_bytes, masks, skip_unfound=by_keys_alone):
+            same.replaced(table, _kept(table, found, key, keyless))
             if same.changed:
                 return False
     return same.holds()
@@ -158,35 +163,56 @@ class _SameRecords:
     could be matched by rows a portal built for it (a generalized birthday search), which would keep an
     edit out; keyed, nobody can compute them."""
 
-    def __init__(self, delta: list[Path]):
+    def __init__(self, delta: list[Path], key_column: str, keys: pa.Array | None):
         self.delta_rows = sum(pq.read_metadata(path).num_rows for path in delta)
         self.key = os.urandom(16)
         self.rows, self.sums, self.changed = [0, 0], [0, 0], False   # (replaced, read again)
+        # each delta key's row digest (8 bytes of it, made odd; REPEATED for a key the delta holds twice), at
+        # `keys`' positions: a replaced row unlike its key's is a change found at once (where the sums, in any
+        # order, say so only at the end). 8 bytes a key beside the keys' ~20 (a SODA `:id`), up to BY_KEY_ROWS.
+        self.column, self.keys = key_column, keys if keys is not None and len(keys) <= BY_KEY_ROWS else None
+        self.by_key = None if self.keys is None else array.array("Q", [0]) * len(self.keys)
 
     def replaced(self, rows: pa.Table, kept: pa.Array) -> None:
-        """Previous rows, of which the delta replaces those not `kept`."""
+        """Previous rows, of which the delta replaces those not `kept` (read after the delta's)."""
         if not self.changed and kept.false_count:
             self._add(0, rows.filter(pc.invert(kept)))
 
     def read_again(self, rows: pa.Table) -> None:
-        """The delta's rows."""
+        """The delta's rows (read first)."""
         self._add(1, rows)
 
     def _add(self, side: int, rows: pa.Table) -> None:
         if self.changed or not rows.num_rows:
             return
         self.rows[side] += rows.num_rows
-        # (more replaced than the delta holds: rows removed; fewer, once the delta is read: rows added)
-        if self.rows[0] > self.delta_rows or side == 1 and self.rows[0] < self.delta_rows:
+        if self.rows[0] > self.delta_rows:   # (more replaced than the delta holds: rows removed)
             self.changed = True
             return
+        positions = (itertools.repeat(None) if self.by_key is None else
+                     pc.index_in(rows[self.column], value_set=self.keys).to_pylist())
         total = self.sums[side]
-        for digest in _row_digests(rows, self.key):
+        for digest, position in zip(_row_digests(rows, self.key), positions):
             total += int.from_bytes(digest, "little")
+            if position is None:   # (a keyless row, or no keys held)
+                continue
+            short = int.from_bytes(digest[:8], "little") | 1
+            if side == 1:
+                self.by_key[position] = short if not self.by_key[position] else REPEATED
+            elif self.by_key[position] != short and self.by_key[position] != REPEATED:
+                self.changed = True   # (that key's row edited)
+                return
         self.sums[side] = total % 2**(8 * DIGEST_BYTES)
 
     def holds(self) -> bool:
         return not self.changed and self.rows[0] == self.rows[1] and self.sums[0] == self.sums[1]
+
+
+# the delta's keys whose rows' digests are held to find an edit at the first replaced row holding one (8 bytes
+# each: 8 MB); a larger delta is judged by its sums alone (its replaced row groups read, then written)
+BY_KEY_ROWS = 1 << 20
+# (an even value: no row's digest, each made odd)
+REPEATED = 2
 
 
 class _Parts:

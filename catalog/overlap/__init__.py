@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -43,7 +44,8 @@ class OverlapResult:
     groups: list[Group]
     min_score: float
     candidates: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)       # each step's wall time (Steps)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)   # and its CPU, every thread's (DuckDB's, BLAS's)
 
     def explanations(self) -> list[str]:
         p = self.pairs
@@ -75,25 +77,66 @@ def detect(con: duckdb.DuckDBPyConnection, min_score: float = DEFAULT_MIN_SCORE,
     `use_embeddings`: add the optional embedding signal (needs the `embeddings` extra: EMBEDDINGS_INSTALL)."""
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    catalogue = features.load(con)
-    seconds["load"] = time.perf_counter() - started
+    steps = Steps()
+    with steps("load"):
+        catalogue = features.load(con)
     if use_embeddings:
         from catalog.overlap import embeddings
-        mark = time.perf_counter()
-        catalogue.embeddings = embeddings.vectors(con, catalogue)
-        seconds["embed"] = time.perf_counter() - mark
-    return detect_in(catalogue, min_score, seconds)
+        with steps("embed"):
+            catalogue.embeddings = embeddings.vectors(con, catalogue)
+    return detect_in(catalogue, min_score, steps)
+
+
+class Steps:
+    """The wall and CPU seconds of each step of a run (bench.overlap prints them), a step timed in parts summed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - wall
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - cpu
 
 
 def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCORE,
-              seconds: dict[str, float] | None = None) -> OverlapResult:
-    seconds = {} if seconds is None else seconds
-    mark = time.perf_counter()
-    a, b = candidate_pairs(catalogue)
-    seconds["candidates"] = time.perf_counter() - mark
-    mark = time.perf_counter()
+              steps: Steps | None = None) -> OverlapResult:
+    steps = steps or Steps()
+    with steps("candidates"):
+        a, b = candidate_pairs(catalogue)
+    with steps("score"):
+        strong, links = _strong_pairs(catalogue, a, b, min_score)
+    with steps("groups"):
+        rows_per_group = groups.form_groups(catalogue, links.a, links.b, links.total)
+    with steps("labels"):
+        label_of = {tuple(rows): _label(catalogue, rows) for rows in rows_per_group}
+    with steps("groups"):
+        rows_per_group = groups.join_split_subjects(catalogue, rows_per_group, list(label_of.values()),
+                                                    links.a, links.b)
+    with steps("labels"):
+        # labelling is a seventh of the run at 100,000 datasets: only the groups joined are labelled again
+        labels = groups.distinguish(catalogue, [label_of.get(tuple(rows)) or _label(catalogue, rows)
+                                                for rows in rows_per_group], rows_per_group)
+    with steps("groups"):
+        # (labelled as formed: counting a dataset's copies once there moves labels whose cities tie, 'Elevation
+        # benchmarks' to 'Survey monuments', which then takes a park's 'Monuments' in as a sort of it)
+        rows_per_group, copies = _copies_folded(catalogue, rows_per_group)
+        uids = catalogue.uids
+        found = [Group(number, name, [uids[r] for r in rows], sorted({catalogue.cities[r] for r in rows}),
+                       {uids[r]: [uids[o] for o in copies[r]] for r in rows if r in copies})
+                 for number, (name, rows) in enumerate(zip(labels, rows_per_group), start=1)]
+    return OverlapResult(catalogue, strong, found, min_score, candidates=len(a), seconds=steps.seconds,
+                         cpu_seconds=steps.cpu_seconds)
+
+
+def _strong_pairs(catalogue: features.Catalogue, a: np.ndarray, b: np.ndarray, min_score: float
+                  ) -> tuple[scoring.PairScores, scoring.PairScores]:
+    """The candidate pairs scored: those stored (best first) and those that may link a group."""
     scored = scoring.score_pairs(catalogue, a, b)
     above = scored.take(scored.total >= min_score)
     # the links are each dataset's best pairs among those not told apart, chosen apart from its
@@ -107,24 +150,7 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     strong = above.take(scoring.best_of_each(above, k) | linking)
     strong = strong.take(np.argsort(-strong.total, kind="stable"))  # best first
     strong = strong.take(_once_per_dataset(catalogue, strong))
-    links = above.take(linking)
-    seconds["score"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    rows_per_group = groups.form_groups(catalogue, links.a, links.b, links.total)
-    label_of = {tuple(rows): _label(catalogue, rows) for rows in rows_per_group}
-    rows_per_group = groups.join_split_subjects(catalogue, rows_per_group, list(label_of.values()), links.a, links.b)
-    # labelling is a seventh of the run at 100,000 datasets: only the groups joined are labelled again
-    labels = groups.distinguish(catalogue, [label_of.get(tuple(rows)) or _label(catalogue, rows)
-                                            for rows in rows_per_group], rows_per_group)
-    # (labelled as formed: counting a dataset's copies once there moves labels whose cities tie, 'Elevation
-    # benchmarks' to 'Survey monuments', which then takes a park's 'Monuments' in as a sort of it)
-    rows_per_group, copies = _copies_folded(catalogue, rows_per_group)
-    uids = catalogue.uids
-    found = [Group(number, name, [uids[r] for r in rows], sorted({catalogue.cities[r] for r in rows}),
-                   {uids[r]: [uids[o] for o in copies[r]] for r in rows if r in copies})
-             for number, (name, rows) in enumerate(zip(labels, rows_per_group), start=1)]
-    seconds["group"] = time.perf_counter() - mark
-    return OverlapResult(catalogue, strong, found, min_score, candidates=len(a), seconds=seconds)
+    return strong, above.take(linking)
 
 
 def _once_per_dataset(catalogue: features.Catalogue, pairs: scoring.PairScores) -> np.ndarray:
@@ -194,16 +220,27 @@ PAIR_SCHEMA = pa.schema([("uid_a", pa.string()), ("uid_b", pa.string()), ("score
 def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
     """Replace overlap_pairs and overlap_groups in one transaction; a row this run gives the values
     it held keeps its `computed_at` (catalog.stamps)."""
-    mark = time.perf_counter()
+    steps = Steps()
     computed_at = datetime.now(UTC)
-    pair_table = result.pair_table()
+    with steps("explain"):   # the pairs' rows, each explained
+        pair_table = result.pair_table()
+    with steps("write"):
+        _write(con, pair_table, _group_table(result.groups), computed_at)
+    result.seconds.update(steps.seconds)
+    result.cpu_seconds.update(steps.cpu_seconds)
+
+
+def _group_table(found: list[Group]) -> pa.Table:
     # a dataset's copies on its city's other portals are in its group too: any of its uids finds the group
-    members = [(g, uid) for g in result.groups for u in g.uids for uid in (u, *g.copies.get(u, ()))]
-    group_table = pa.table({
+    members = [(g, uid) for g in found for u in g.uids for uid in (u, *g.copies.get(u, ()))]
+    return pa.table({
         "group_id": pa.array([g.group_id for g, _ in members], pa.int32()),
         "uid": pa.array([uid for _, uid in members], pa.string()),
         "label": pa.array([g.label for g, _ in members], pa.string()),
     })
+
+
+def _write(con: duckdb.DuckDBPyConnection, pair_table: pa.Table, group_table: pa.Table, computed_at: datetime) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         con.register("new_pairs", pair_table)
@@ -221,7 +258,6 @@ def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
                 con.unregister(name)
             except duckdb.Error:
                 pass
-    result.seconds["save"] = time.perf_counter() - mark
 
 
 def similar_order(scores: np.ndarray, in_group: np.ndarray) -> np.ndarray:

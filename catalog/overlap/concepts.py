@@ -304,8 +304,10 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
         strong = _outside_unit_names(strong, title, opening)
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
-        return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title,
-                        located), True
+        kinds = _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title, located)
+        if _counted_in(opening, kinds, RATES) and not _listed(title, kinds):
+            kinds = tuple(STATISTICS_OF.get(k, k) for k in kinds)   # ('Crime & Safety 2010', "... crime rates")
+        return kinds, True
     context = PUBLISHER_POLICE_CONTEXT if is_police_agency(publisher) else frozenset()
     own = tuple(weak[:1]) if weak and _police_context(set(title_terms) | context) else ()
     own = own or _own_records(title_terms, context) or _traffic_contacts(title, title_terms, opening, context)
@@ -329,7 +331,7 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
 
 # a fire department's acronym names whose incidents a title holds wherever it stands ('FDNY Community Board Incident
 # Count'); a fire word, right before them or after 'by' ('Fire Department Incidents', 'Incidents Responded to by Fire
-# Companies')
+# Companies', not past it: 'Incidents Responded to by Police by Fire District' are the police's)
 FIRE_DEPARTMENTS = frozenset({"afd", "fdny"})
 
 
@@ -348,9 +350,20 @@ def _fire_incidents(title: str | None) -> bool:
             before = next((w for w in reversed(words[:i]) if w not in text.STOPWORDS), None)
             # (the agent after a verb: 'by' right after the incidents starts a breakdown, 'Incidents by Fire District')
             agent = words.index("by", i + 2) if "by" in words[i + 2:] else None
-            if before in FIRE or (agent and FIRE.intersection(words[agent + 1:])):
+            if before in FIRE or (agent and FIRE.intersection(_agent_words(words, agent + 1))):
                 return True
     return False
+
+
+# where the agent named after 'by' ends: another 'by' starts a breakdown ('Incidents Responded to by Police by Fire
+# District'), 'in', 'for' or 'during' a place or a time
+AGENT_ENDS = text.BREAKDOWN | {"in", "for", "during", "since"}
+
+
+def _agent_words(words: list[str], start: int) -> list[str]:
+    """The words of the agent a title names from `start`, right after its 'by': up to AGENT_ENDS."""
+    end = next((j for j in range(start, len(words)) if words[j] in AGENT_ENDS), len(words))
+    return words[start:end]
 
 
 # a word that, as the whole of a police agency's title, names its records of one kind: a department's
@@ -508,12 +521,30 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None,
     return found
 
 
-def _counted_in(opening: list[str], kinds: tuple[str, ...]) -> bool:
+# the words of counting no record can be: a description that names a title's kind beside one says the title holds
+# its rates (Baltimore's 'Crime & Safety 2010', "BNIA-JFI normalizes this data by population to establish crime
+# rates"); not 'statistics', which a records file's description may call itself (Montgomery County's 'Crime', "crime
+# statistic databases - including raw data")
+RATES = frozenset({"rate", "percent", "percentage"})
+
+
+def _listed(title: str | None, kinds: tuple[str, ...]) -> bool:
+    """Whether a title names records of one of `kinds` in the plural, as a list names what it lists ('Crimes - 2001
+    to present'); a title naming the kind in the singular names a subject ('Crime & Safety 2010')."""
+    for word in text.split_words(title or "", glued=False):
+        stemmed = text.stem(word)
+        if stemmed != word and any(kind in STATISTICS_OF and (kind, strong) in TRIGGERS.get(stemmed, ())
+                                   for kind in kinds for strong in (True, False)):
+            return True
+    return False
+
+
+def _counted_in(opening: list[str], kinds: tuple[str, ...], counting: frozenset[str] = STATISTICS) -> bool:
     """A description that names the records of a kind right beside a word of counting ('rate of criminal
     incidents (property and personal) on Transit property ... per 100,000 trips', 'crime rate'): its table counts
     them, as a title that says so does."""
     counted = [kind for kind in kinds if kind in STATISTICS_OF]
-    return any(set(opening[max(0, i - 1):i + 2]) & STATISTICS for i, term in enumerate(opening)
+    return any(set(opening[max(0, i - 1):i + 2]) & counting for i, term in enumerate(opening)
                if any((kind, True) in TRIGGERS.get(term, ()) or (kind, False) in TRIGGERS.get(term, ())
                       for kind in counted))
 

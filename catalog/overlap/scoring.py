@@ -165,7 +165,16 @@ def _lists_bodies_not_named(c: Catalogue, x: int, y: int) -> bool:
 def _complements(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """One title negates a word the other names: King County's 'Non-General Fund Expenditures' are those of every
     fund but the general fund, Cook County's 'General Fund Expenditures' of that one."""
-    return _where_either(c.negated, a, b, lambda x, y: bool(c.negated[x] & c.title_weights(y).keys()))
+    return _where_either(c.negated, a, b, lambda x, y: bool(_negated_of(c, x, y)))
+
+
+def _negated_of(c: Catalogue, x: int, y: int) -> frozenset[str]:
+    """The words x's title negates that y's title names as what it holds: not only in its breakdown, which holds
+    both sides (Maryland's 'Population Projections for Non-Hispanic White and All Other by Age, Sex and Race' and
+    Connecticut's '... Causes of Death by Age, Sex, Race and Hispanic Ethnicity')."""
+    if not c.negated[x]:
+        return frozenset()
+    return c.negated[x] & c.title_weights(y).keys() - text.broken_down_by(c.titles[y])
 
 
 def _where_either(per_row: list, a: np.ndarray, b: np.ndarray, holds) -> np.ndarray:
@@ -389,8 +398,8 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
         parts.append(f"but {c.uids[holder]} names {', '.join(repr(s) for s in shared[:2]) or 'them'} only as a "
                      "breakdown, a place or a body's name, not as its subject")
     if complement:
-        holder = a if c.negated[a] & c.title_weights(b).keys() else b
-        word = sorted(c.negated[holder] & c.title_weights(a + b - holder).keys())[0]
+        holder = a if _negated_of(c, a, b) else b
+        word = sorted(_negated_of(c, holder, a + b - holder))[0]
         parts.append(f"but {c.uids[holder]} names what is not '{word}' (non-{word}), the other '{word}'")
     if bodies:
         holder = a if _lists_bodies_not_named(c, a, b) else b

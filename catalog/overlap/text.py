@@ -184,6 +184,9 @@ PHRASES = {
     # a library system's branches are its libraries ('Library Branches', 'Public Libraries'); where a vehicle is
     # parked off the street, a lot or a garage ('Parking Facilities', 'Parking Garage and Lot Inventory')
     ("library", "branch"): "library",
+    # the holds a library's patrons place on its items, and those it fills ('Libraries - 2012 Holds Filled by
+    # Location'): figures of its use, as its circulation is (RECORD_FAMILIES), no list of the libraries
+    ("hold", "placed"): "library_hold", ("hold", "filled"): "library_hold",
     # a city's zoning is the map of its zoning districts ('Zoning', 'Zoning Districts')
     ("zoning", "district"): "zoning",
     # a police precinct is a police district, the area one station patrols ('Police Precincts', 'Jackson Police
@@ -208,6 +211,8 @@ PHRASES = {
     # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
     ("on", "time"): "on_time", ("response", "time"): "response_time",
     ("fee", "for", "service"): "fee_for_service",   # Medicare's payment model, no fees listed
+    # care given on the spot and a device for the ear, no money given ('aid' alone: RECORD_FAMILIES)
+    ("first", "aid"): "first_aid", ("hearing", "aid"): "hearing_aid",
     ("worker", "compensation"): "workers_compensation",   # (kept so by _workers_compensation)
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
     # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
@@ -245,13 +250,20 @@ RECORD_FAMILIES = {
     # money a programme gives its customers or applicants, as a grant does ('Electric Utility Discount Program',
     # 'Solar Rebate Program', 'Child Care Subsidies', 'Solar Incentive Program'): no list of the utilities
     "discount": "grant", "rebate": "grant", "subsidy": "grant", "incentive": "grant",
+    # ... and aid, money a government gives a body or a person ('New York State School Aid', 'Aid to the Blind
+    # Payments', 'College Aid Awards', 'Local Aid'): no list of the schools or the colleges (not 'first aid' nor a
+    # 'hearing aid': PLACES_NAMED)
+    "aid": "grant",
     "permit": "permit", "building_permit": "permit",
     "license": "license", "business_license": "license", "restaurant_license": "license",
     "inspection": "inspection", "restaurant_inspection": "inspection",
     "violation": "violation", "code_violation": "violation", "building_violation": "violation",
+    # a scofflaw list names those who flout the law: the owners of the violations they never paid or fixed
+    # (Chicago's 'Building Code Scofflaw List'), no law ('City Building Codes for Missouri')
+    "scofflaw": "violation",
     "request": "request",
     "event": "event", "calendar": "event", "posting_schedule": "event",
-    "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
+    "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use", "library_hold": "use",
     # a school's graduates are counted, never listed (no open data names its students): figures, as 'Number of'
     "graduate": "figure",
     # full-time equivalents count a budget's positions, not its money ('2016 Adopted Budget FTEs', 'Budget - FTE')
@@ -308,9 +320,11 @@ NAMING_BITS["salary"] |= FAMILY_BITS["payment"]   # a lobbyist's 'Compensation' 
 # 'Open Budget Application - Capital Project Details' lists capital projects; its 'Open Budget
 # Application: Operating Budget' names a budget again, LA's 'Open Budget - Revenue' revenue)
 APPLICATION_NAMES = {"open+budget": "budget"}
-# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'), and a payment
-# model ('Medicare Fee-for-Service Beneficiaries'): no records of it
-PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor", "fee_for_service": "fee"}
+# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'), a payment
+# model ('Medicare Fee-for-Service Beneficiaries'), care and a device ('First Aid Stations', 'Hearing Aid Dealers'):
+# no records of it
+PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor", "fee_for_service": "fee",
+                "first_aid": "aid", "hearing_aid": "aid"}
 
 
 def records_named(terms) -> int:
@@ -679,6 +693,18 @@ def negated_words(text: str | None) -> frozenset[str]:
     if not negated:   # (nearly every title)
         return frozenset()
     return frozenset(negated - {_stem_word(w) for w, before in zip(raw, [""] + raw) if before != NEGATION})
+
+
+@lru_cache(maxsize=1 << 12)
+def broken_down_by(text: str | None) -> frozenset[str]:
+    """The words a title names only after 'by' or 'per', in what it breaks its records down by, stemmed
+    ('hispanic' of Connecticut's '... Selected Causes of Death by Age, Sex, Race and Hispanic Ethnicity'). A
+    breakdown holds every value of what it breaks down by, the Hispanic and the non-Hispanic alike: it names no side
+    a complement could leave out."""
+    if not text or not BREAKDOWN_WORD.search(text):
+        return frozenset()
+    head, *after = BREAKDOWN_WORD.split(text)
+    return frozenset(words(" ".join(after))) - frozenset(words(head))
 
 
 def _workers_compensation(raw: list[str], stemmed: list[str]) -> list[str]:

@@ -17,7 +17,8 @@ from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reporte
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, NotPullable, PagesOverlap, RecordSource,
-                               SameKeys, SourceChanged, count_changed, paged_tables, parquet_rows, unique_fields)
+                               SameKeys, SourceChanged, count_changed, paged_tables, parquet_rows, same_rows,
+                               unique_fields)
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
@@ -197,7 +198,7 @@ class OdsRecords(RecordSource):
         self.conversion = Conversion(self.fields)
         self.row_keys = SameKeys([f.key for f in self.fields])   # a records page names its columns by them
         self.expected_rows = self._ordered_count()
-        self.export = None
+        self.export, self.repeated_at = None, {}
         if self.expected_rows >= OFFSET_WINDOW or not self.order:
             self.export = DownloadedFile(self.http, f"{self.base}/exports/jsonl", fmt="jsonl", fields=self.fields)
             self.conversion = self.export.conversion
@@ -238,7 +239,25 @@ class OdsRecords(RecordSource):
         if self.export is not None:
             return self.export.batches(resume)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, total=self.expected_rows)
-        return paged_tables(self._page, paginator, resume, shifted=self._shifted, columns=len(self.fields))
+        tables = paged_tables(self._page, paginator, resume, shifted=self._shifted, columns=len(self.fields))
+        self.repeated_at = {}
+        tables.tables = self._boundaries_seen(tables.tables, resume.get("offset") if resume else 0)
+        return tables
+
+    def _boundaries_seen(self, tables, offset: int | None):
+        """The pages, each whose first row is the last row of the page before noted (`repeated_at`: its
+        offset → that row) for check_unchanged. Rows ordered by their record id (`_id`) move between
+        pages only as rows are added or removed: one added before the page being read and one removed
+        (the count unchanged at every page) gives the last row of the page before again as its first,
+        and a row added is never read: a right count, one row twice."""
+        last = None
+        for table, state in tables:
+            if last is not None and table.num_rows and same_rows(table.slice(0, 1), last):
+                self.repeated_at[offset] = last
+            if table.num_rows:
+                last = table.slice(table.num_rows - 1)
+            yield table, state
+            offset = state.get("offset") if state else None
 
     def check_unchanged(self, staged_glob: str) -> None:
         """More rows staged than counted: rows carry no key to keep one of each, and every page
@@ -247,8 +266,12 @@ class OdsRecords(RecordSource):
         published duplicates, over the count (fewer: RowsMissing, pull_dataset's). The count is
         asked again: one that moved reads the pull again (SourceChanged), as a page's does; an
         export as many rows as it now counts is a later reading than the count (rows added between).
-        A count of the window's 10,000 an export was read for may stop there ("at least"): no over-count."""
+        A count of the window's 10,000 an export was read for may stop there ("at least"): no over-count.
+        As many rows as counted: pages that began with the last row of the page before are checked
+        (_check_repeated_rows: a row added and one removed between two pages)."""
         rows, counted = parquet_rows(staged_glob), self.expected_rows
+        if rows == counted and self.export is None:
+            self._check_repeated_rows()
         if rows <= counted or self.export is not None and counted == OFFSET_WINDOW:
             return
         now = self._get({"limit": 0})["total_count"]
@@ -262,6 +285,20 @@ class OdsRecords(RecordSource):
         raise PagesOverlap(f"the pull gave {rows:,} rows, more than the {counted:,} the portal "
                            f"counts at its start and its end: {read} rows (rows carry no key to keep one of "
                            "each); the previous records are kept")
+
+    def _check_repeated_rows(self) -> None:
+        """Each page that began with the last row of the page before (`repeated_at`): the row just before
+        it, asked again, is that row where the two are alike neighbours (a table of repeated rows; a
+        page stale or overlapping gives more rows than counted, check_unchanged's); another row there
+        now is rows moved between the pages as they were read, a row read twice and one never: the
+        pull is read again (SourceChanged). A request a page that began so, none otherwise."""
+        for offset, row in sorted((offset, row) for offset, row in self.repeated_at.items() if offset):
+            before = self._page({"offset": offset - 1, "limit": 1}, Conversion(self.fields)).items
+            if not same_rows(before, row):
+                raise SourceChanged(f"the page at offset={offset} began with the last row of the page before it, "
+                                    f"and the row before it is now another: rows moved between the pages as they "
+                                    f"were read (one added and one removed, the count unchanged), a row read twice "
+                                    f"and another never")
 
     def close(self) -> None:
         if self.export is not None:

@@ -813,7 +813,8 @@ def test_a_records_folder_changed_by_hand_fails_the_export_naming_what_does_not_
         con.execute(f"COPY (SELECT * FROM read_parquet('{part}') LIMIT 990) TO '{folder}/edited.parquet'")
     os.replace(folder / "edited.parquet", part)
     at_once = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out)])
-    waited = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--wait", "30"])
+    # (a wait long enough for the tries to end it: 30 s ran out after two on a loaded machine, each try an export)
+    waited = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--wait", "600"])
     for result in (at_once, waited):
         assert result.exit_code == 1, result.output
         assert (f"the records of sea:{ID} in {folder} are not the pull the read copy describes (1000 rows, "

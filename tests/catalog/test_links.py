@@ -29,7 +29,9 @@ def test_a_links_secret_parameters_are_named_and_their_values_redacted_the_rest_
     assert [redacted(link) for link in SIGNED] == [
         "https://x.org/a.csv?accessType=DOWNLOAD&token=REDACTED",
         "https://bucket.s3.amazonaws.com/k.zip?X-Amz-Algorithm=AWS4&X-Amz-Signature=REDACTED&X-Amz-Expires=60",
-        "https://x.blob.core.windows.net/c/f.csv?sv=2022-11-02&sig=REDACTED#part",
+        # (what follows a query's secret up to the next '&' is its value, a '#' too: until session 45 `#part` was
+        # kept, as `?password=ab#cd` kept `#cd`, a key's tail: catalog.links.VALUE_END)
+        "https://x.blob.core.windows.net/c/f.csv?sv=2022-11-02&sig=REDACTED",
         "https://x.org/?$$app_token=REDACTED", "https://x.org/?API-KEY=REDACTED&format=json",
         "https://x.org/?%74oken=REDACTED", "https://x.org/?client_secret=REDACTED&x=1&access_token=REDACTED",
         "https://x.org/a.csv?accessType=DOWNLOAD&amp;token=REDACTED",
@@ -245,7 +247,7 @@ def test_the_links_of_a_long_text_are_found_in_bounded_time():
 # tail after the ';' or the '?' was published)
 WITH_SEPARATORS = {
     "https://x.org/a?password=pa;ss?word&x=1": "https://x.org/a?password=REDACTED&x=1",
-    "https://x.org/a?token=ab?cd#top": "https://x.org/a?token=REDACTED#top",
+    "https://x.org/a?token=ab?cd#top": "https://x.org/a?token=REDACTED",   # (its '#' too, since session 45)
     "https://x.org/a?x=1;token=ab;cd": "https://x.org/a?x=1;token=REDACTED",
     "https://x.org/login?next=/f.csv?token=ab;cd&y=2": "https://x.org/login?next=/f.csv?token=REDACTED&y=2",
     "https://x.org/a?pwd%3Dpa%3Bss%26x%3D1": "https://x.org/a?pwd%3DREDACTED%26x%3D1",
@@ -314,7 +316,8 @@ FRAGMENT_KEYS = {
     "https://x.org/d.csv#token=abc&sig=def": "https://x.org/d.csv#token=REDACTED&sig=REDACTED",
     "https://app.x.org/#/view?access_token=abc": "https://app.x.org/#/view?access_token=REDACTED",
     "https://app.x.org/#/access_token=abc&token_type=Bearer": "https://app.x.org/#/access_token=REDACTED&token_type=Bearer",
-    "https://x.org/a?id=1&token=abc#access_token=def": "https://x.org/a?id=1&token=REDACTED#access_token=REDACTED",
+    # (a query's secret runs on through its '#' since session 45: one REDACTED for both)
+    "https://x.org/a?id=1&token=abc#access_token=def": "https://x.org/a?id=1&token=REDACTED",
     # (a nested link's fragment, escaped: `%23`)
     "https://x.org/login?next=https%3A%2F%2Fy.org%2Fapp%23access_token%3Dabc":
         "https://x.org/login?next=https%3A%2F%2Fy.org%2Fapp%23access_token%3DREDACTED",
@@ -472,7 +475,43 @@ def test_a_key_after_a_hashbang_or_holding_a_hash_in_a_fragment_is_redacted_whol
     assert [redacted(link) for link in ANCHORS] == ANCHORS
 
 
-@pytest.mark.parametrize("link, exported", HASHBANG_AND_HASH.items())
+# a '#' after a query's secret (a password written unescaped, `?password=ab#cd`, or an anchor: they cannot be told
+# apart), and a fragment key's own '#digits' tail: session 44 showed `#cd`, `#12` (a query ended at its '#'; a
+# fragment's value at a '#' followed by digits alone, an exported uid's number)
+HASH_IN_A_KEY = {
+    "https://x.org/d.csv?token=ab#cd": "https://x.org/d.csv?token=REDACTED",
+    "https://x.org/login?user=u&password=pa#ss&x=1": "https://x.org/login?user=u&password=REDACTED&x=1",
+    "https://www.arcgis.com/home/item.html?id=1&token=ab#data": "https://www.arcgis.com/home/item.html?id=1&token=REDACTED",
+    "https://x.org/data#access_token=ab#12": "https://x.org/data#access_token=REDACTED",
+    "https://x.org/d?api_key=ab#12": "https://x.org/d?api_key=REDACTED",
+}
+# the real catalogues' anchors after a query or in a text (../shared/fixtures: Hub's `?id=…#data`, `#specs`,
+# Google Sheets' `#gid=…`, a PDF's `#page=43`), an exported uid's number after REDACTED: kept as written
+KEPT_WITH_A_HASH = ["https://x.org/item.html?id=8caeca8122e54b65b7bc04a24d3d0850#data",
+                    "https://x.org/p.cfm?fuseaction=find&pgw_code=WA#specs", "https://x.org/s/d/1ab/edit#gid=1499621902",
+                    "https://x.org/Austin-2013.pdf#page=43", "p:https://x.org/d?token=REDACTED#2",
+                    "p:https://x.org/parks#access_token=REDACTED#12"]
+
+
+def test_a_hash_inside_a_query_or_fragment_key_is_redacted_with_it_and_an_anchor_with_no_key_kept():
+    assert [secrets_of(link) for link in HASH_IN_A_KEY] == [["token"], ["password"], ["token"], ["access_token"],
+                                                            ["api_key"]]
+    assert [redacted(link) for link in HASH_IN_A_KEY] == list(HASH_IN_A_KEY.values())
+    assert [redacted_text(f"Open {link} now") for link in HASH_IN_A_KEY] == [
+        f"Open {v} now" for v in HASH_IN_A_KEY.values()]
+    assert [redacted(link) for link in KEPT_WITH_A_HASH] == KEPT_WITH_A_HASH
+    assert [redacted_text(f"See {link}). Or #2.") for link in KEPT_WITH_A_HASH] == [
+        f"See {link}). Or #2." for link in KEPT_WITH_A_HASH]
+    # (a parameter a text writes with no scheme or host, after a '#' as after a '?': a secret's name and a value
+    # is a key wherever it is pasted, `app.city.gov/#access_token=…` or `#access_token=…`; an anchor, `#page=43`,
+    # `#gid=…`, a hashtag, names none)
+    assert redacted_text("Paste #access_token=abc or ?token=abc; see #page=43, #gid=1, #parks") == (
+        "Paste #access_token=REDACTED or ?token=REDACTED; see #page=43, #gid=1, #parks")
+
+
+# (session 45's cases, with a '#' in a query's key and a fragment key's '#digits' tail, and the anchors kept)
+@pytest.mark.parametrize("link, exported", [*HASHBANG_AND_HASH.items(), *HASH_IN_A_KEY.items(),
+                                            *((link, link) for link in KEPT_WITH_A_HASH)])
 def test_the_exports_sql_redacts_a_hashbang_s_key_and_one_holding_a_hash_as_redacted_does(link, exported):
     with duckdb.connect() as con:
         con.execute("CREATE TABLE t AS SELECT ?::VARCHAR AS download_url, ?::VARCHAR AS description",

@@ -283,6 +283,15 @@ def last_written_by_a_process_gone(db):
     return json_record(db)["pid"]
 
 
+def written_in_another_pid_namespace(db):
+    """The lock file's record as a writer in another PID namespace (a container's) leaves it: its
+    `pid_namespace` not this one's (a reader here cannot tell its PID from one of its own otherwise)."""
+    import json
+
+    record = json_record(db)
+    lock_path(db).write_text(json.dumps({**record, "pid_namespace": "pid:[4026530000]"}) + "\n")
+
+
 def json_record(db):
     import json
 
@@ -455,6 +464,7 @@ def test_a_holder_proc_locks_gives_as_pid_0_is_no_process_0(tmp_path, monkeypatc
 
     db = tmp_path / "c.duckdb"
     gone = last_written_by_a_process_gone(db)
+    written_in_another_pid_namespace(db)
     recorded = tmp_path / "locks"
     recorded.write_text(f"1: POSIX  ADVISORY  WRITE 4242 00:2b:99 0 EOF\n"
                         f"2: FLOCK  ADVISORY  WRITE 0 00:2b:{os.stat(lock_path(db)).st_ino} 0 EOF\n")
@@ -504,6 +514,7 @@ def test_a_writer_in_another_pid_namespace_is_a_writer_for_current_writer_and_wr
 
     db = tmp_path / "c.duckdb"
     gone = last_written_by_a_process_gone(db)
+    written_in_another_pid_namespace(db)
     recorded = tmp_path / "locks"
     recorded.write_text("1: POSIX  ADVISORY  WRITE 4242 00:2b:99 0 EOF\n"
                         + (f"2: FLOCK  ADVISORY  WRITE 0 00:2b:{os.stat(lock_path(db)).st_ino} 0 EOF\n"
@@ -525,3 +536,66 @@ def test_a_writer_in_another_pid_namespace_is_a_writer_for_current_writer_and_wr
     assert current_writer(db) is None and writer_holding(db, gone) is None
     if listed == "left out":   # (a record whose process is gone, the lock free: no writer, before as now)
         assert file_writer(duckdb_refused, db).startswith("a process whose PID is not known here (one in another")
+
+
+# in a PID namespace of its own (a container): a civicat writer of that namespace takes the lock and ends
+# (a records pull, say), then, once a line comes on stdin, the lock read again: current_writer, and a writer's try
+WRITER_GONE_THEN_LOOKS = """import json, subprocess, sys
+from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer
+db = sys.argv[1]
+ran = subprocess.run([sys.executable, "-c", "import sys\\nfrom catalog.lock import WriterLock\\n"
+                      "with WriterLock(sys.argv[1], pulls_records=True): pass\\n", db])
+assert ran.returncode == 0
+print("recorded", flush=True)
+sys.stdin.readline()
+print(json.dumps(current_writer(db)), flush=True)
+try:
+    WriterLock(db).acquire()
+    print("taken")
+except CatalogueBeingWritten as exc:
+    print("refused:", exc)
+"""
+
+
+def test_another_program_s_lock_held_outside_a_namespace_is_no_civicat_writer_whose_record_was_written_inside(
+        tmp_path):
+    """In a container (a PID namespace of its own, as `unshare -Urpf` makes one) a records pull ends; then
+    a program outside it that is not civicat (a backup script's flock, say) holds the lock file. /proc/locks
+    in the container leaves that lock out, and main's brief shared flock, refused, took the holder for the
+    writer the record names: current_writer gave the long-gone pull (an export was refused as during a records
+    pull), and a writer's refusal named it as the holder. The record now says the namespace it was written in:
+    written in the reader's own, whose list names every holder there, its process is not the holder: no
+    civicat writer, and the refusal says what is known. (Real processes; skips where no namespace can be made.)"""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import pid_namespace_or_skip
+
+    unshare = pid_namespace_or_skip("a record of another namespace is read from a recorded /proc/locks above")
+    db = tmp_path / "c.duckdb"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    inside = subprocess.Popen([unshare, "-Urpf", "--mount-proc", sys.executable, "-c", WRITER_GONE_THEN_LOOKS,
+                               str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env)
+    holder = None
+    try:
+        assert inside.stdout.readline() == "recorded\n", inside.stderr.read()
+        recorded = json_record(db)
+        holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys\nf = open(sys.argv[1], 'rb')\n"
+                                   "fcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()\n",
+                                   str(lock_path(db))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline() == "held\n"
+        said, errors = inside.communicate("look\n", timeout=120)
+    finally:
+        if inside.poll() is None:
+            inside.kill()
+        if holder is not None:
+            holder.communicate("", timeout=60)
+    writer, _, refused = said.partition("\n")
+    assert inside.returncode == 0, errors
+    assert json.loads(writer) is None, writer   # (main: the gone pull's record, a writer whose PID is not known here)
+    refused = " ".join(refused.split())
+    assert refused.startswith(f"refused: {db} is being written by a process whose PID is not known here"), refused
+    assert (f"not the civicat writer the record in {lock_path(db)} names (process {recorded['pid']} (") in refused
+    assert "a PID of this namespace, which does not hold it): another program's lock" in refused

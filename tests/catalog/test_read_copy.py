@@ -646,3 +646,49 @@ def test_a_reflink_copy_is_made_on_a_disk_without_room_for_a_whole_one(tmp_path,
         taken = used(disk) - before
         assert taken < catalogue // 8, (taken, catalogue)   # (its blocks shared: what the disk gave it is metadata)
         assert sorted(p.name for p in disk.iterdir()) == sorted(["ballast", "c.duckdb", copy.name])   # (no spare)
+
+
+# another program puts its own DuckDB file in the catalogue's place (made beside it, renamed over it)
+PUTS_ITS_FILE_THERE = """import duckdb, os, sys
+path = sys.argv[1]
+beside = path + ".analysis-tool.tmp"
+with duckdb.connect(beside) as con:
+    con.execute("CREATE TABLE results AS SELECT range AS answer FROM range(100000)")
+os.utime(beside, (1_000_000_000, 1_000_000_000))
+os.replace(beside, path)
+print("replaced")
+"""
+
+
+def test_a_file_put_in_the_catalogue_s_place_as_its_copy_is_made_is_neither_copied_nor_its_time_taken(
+        tmp_path, monkeypatch):
+    """publish read the catalogue by its path, at several moments: main copied the file it opened for the
+    copy, then took the time and permissions of whatever file the path held after it (here another
+    program's, renamed over the catalogue by a real process as the copy was under way): the copy said it
+    was of that file's time, so it was taken as current beside it (is_current), and given the
+    catalogue's place. Now the catalogue is opened once, checked to be the one the writer checked
+    (`checked`), and copied, timed and given permissions from that handle; given a file already
+    replaced, nothing is copied, the previous copy kept."""
+    from catalog import files
+
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 20_000)
+    checked = os.stat(db)
+    monkeypatch.setattr(files, "_COPY_CHUNK", 64 << 10)   # (a sign of progress each 64 KiB: the swap comes in one)
+    swapped = []
+
+    def replaced_as_it_copies():
+        if not swapped:
+            ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_THERE, str(db)], capture_output=True,
+                                 text=True, timeout=120)
+            swapped.append((ran.returncode, ran.stdout.strip(), ran.stderr))
+
+    published = publish(db, replaced_as_it_copies, checked=checked)
+    assert swapped == [(0, "replaced", "")], swapped
+    copy = read_copy_path(db)
+    assert published is not None and count(copy) == 20_000   # (the catalogue's rows: the file opened, checked)
+    assert copy.stat().st_mtime_ns == checked.st_mtime_ns != db.stat().st_mtime_ns   # (main: the other file's)
+    assert not is_current(db)   # (main: taken for a copy of the file now at the path)
+    kept = copy.read_bytes()
+    assert publish(db, checked=checked) is None   # (the path's file is not the one checked: not copied)
+    assert copy.read_bytes() == kept

@@ -2,6 +2,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -2195,3 +2196,130 @@ def test_whether_a_merge_committed_is_unknown_where_its_read_fails(store):
         store.con.execute("ALTER TABLE harvest_runs_moved RENAME TO harvest_runs")
     assert store.merged_in_run("run", "city") == merged
     assert store.checkpoint("the checkpoint after") is True
+
+
+# another program puts its file in the catalogue's place: argv[2] renamed over argv[1]
+PUTS_ITS_FILE_IN_ITS_PLACE = """import os, sys
+os.replace(sys.argv[2], sys.argv[1])
+print("replaced")
+"""
+
+
+def put_in_its_place_once_invalidated(monkeypatch, db, other) -> list:
+    """`other` renamed over the catalogue `db` by a process of its own, once, just after a checkpoint that
+    fails has invalidated the catalogue (before the store attaches it again); what that process said,
+    appended to the list returned."""
+    noted, replaced = Store._note_invalidated, []
+
+    def put_there_as_it_failed(self, exc):
+        noted(self, exc)
+        if self._invalidated and not replaced:
+            ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(other)],
+                                 capture_output=True, text=True, timeout=120)
+            replaced.append((ran.returncode, ran.stdout.strip(), ran.stderr))
+
+    monkeypatch.setattr(Store, "_note_invalidated", put_there_as_it_failed)
+    return replaced
+
+
+def test_a_catalogue_replaced_before_it_is_attached_again_after_a_failed_checkpoint_is_never_attached(
+        tmp_path, monkeypatch):
+    """A checkpoint that fails (here for want of memory) invalidates the catalogue, which is detached and
+    attached again by its path. On main that ATTACH took whatever file the path held by then: a copy of
+    the catalogue taken after its last checkpoint (a backup, put back over it by another process, a real
+    one, after the failure) was attached, this run's log replayed into it (DuckDB 1.5 refuses the log of
+    another database, not of a copy of its own), the checkpoint written there, and the run went on writing
+    it. Now the store attaches again only the file it opened (device and inode, as its first open
+    checked): CatalogueReplaced, the checkpoint's and every later use's, and the file at the path left as
+    it was put there, byte for byte."""
+    import hashlib
+
+    import catalog.store as store_module
+    from catalog.store import CatalogueReplaced
+
+    db = tmp_path / "c.duckdb"
+    backup = tmp_path / "backup.duckdb"
+    store = Store(db)
+    store.commit_portal(stage_of(store, [record("a00001")]), "city", T0, mark_deleted=True)
+    assert store.checkpoint("the test's checkpoint")
+    shutil.copyfile(db, backup)   # (the catalogue as of that checkpoint)
+    restored = hashlib.sha256(backup.read_bytes()).hexdigest()
+    store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"Permits {i} " + "x" * 200, portal="town")
+                                         for i in range(3_000)]), "town", T0, mark_deleted=True)
+    assert store.wal_bytes() > 0
+    limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)   # (the checkpoint cannot pin its blocks)
+    replaced = put_in_its_place_once_invalidated(monkeypatch, db, backup)
+    try:
+        with pytest.raises(CatalogueReplaced) as refused:   # (main: True, the checkpoint written into the copy)
+            store.checkpoint("the checkpoint as the catalogue closes")
+        assert replaced == [(0, "replaced", "")], replaced
+        assert str(refused.value) == (f"{db} was replaced by another file after this run opened it as the catalogue "
+                                      "(found as it was to be attached again): that file was not written")
+        with pytest.raises(CatalogueReplaced):   # (every later use: nothing attached)
+            store.commit_portal(stage_of(store, [record("e00001")]), "city", T0 + timedelta(days=1),
+                                mark_deleted=False)
+    finally:
+        store.close()   # (said already: nothing attached to checkpoint)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+
+
+# another program's file put at argv[1] for a moment: "in" moves the file there aside (to argv[2]) and renames
+# its own in its place; "back" moves its own away (to argv[3]) and puts the one it moved aside back
+SWAPS_FOR_A_MOMENT = """import duckdb, os, sys
+path, aside, theirs = sys.argv[1:4]
+if sys.argv[4] == "in":
+    os.replace(path, aside)
+    with duckdb.connect(path + ".tmp") as con:
+        con.execute("CREATE TABLE results AS SELECT 42 AS answer")
+    os.replace(path + ".tmp", path)
+else:
+    os.replace(path, theirs)
+    os.replace(aside, path)
+print("done")
+"""
+
+
+def test_a_file_replaced_and_put_back_as_the_catalogue_is_attached_is_not_written(tmp_path, monkeypatch):
+    """The writer compares the path's file with the one it checked just before and just after the ATTACH;
+    another program that puts its own file there as DuckDB opens the path and puts the catalogue back
+    before the second look (two real processes, one on each side of the ATTACH) passed both: on main its
+    file was attached, civicat's migrations added to it, and the run wrote it as the catalogue. Now the
+    ATTACH must leave this process holding the file checked (/proc/self/fd): CatalogueReplaced, that
+    program's file as it made it, the catalogue back in place and whole."""
+    import subprocess
+
+    import catalog.store as store_module
+    from catalog.store import CatalogueReplaced
+
+    db, aside, theirs = tmp_path / "c.duckdb", tmp_path / "c.duckdb.aside", tmp_path / "theirs.duckdb"
+    Store(db).close()
+    checked = os.stat(db)
+    attach, ran = store_module._attach, []
+
+    def swap(way):
+        done = subprocess.run([sys.executable, "-c", SWAPS_FOR_A_MOMENT, str(db), str(aside), str(theirs), way],
+                              capture_output=True, text=True, timeout=120)
+        ran.append((way, done.returncode, done.stdout.strip(), done.stderr))
+
+    def attached_as_another_file_is_there_for_a_moment(con, db_path):
+        swap("in")
+        try:
+            attach(con, db_path)
+        finally:
+            swap("back")
+
+    monkeypatch.setattr(store_module, "_attach", attached_as_another_file_is_there_for_a_moment)
+    with pytest.raises(CatalogueReplaced, match="c.duckdb was replaced by another file as this run opened it, and "
+                                                "put back"):
+        Store(db, checked=checked).close()   # (main: opened, migrated, closed)
+    assert ran == [("in", 0, "done", ""), ("back", 0, "done", "")], ran
+    assert os.path.samestat(os.stat(db), checked)
+    with duckdb.connect(str(theirs), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+    monkeypatch.setattr(store_module, "_attach", attach)
+    reopened = Store(db, checked=checked)
+    try:
+        assert rows(reopened, "SELECT count(*) FROM datasets") == [(0,)]
+    finally:
+        reopened.close()

@@ -1457,7 +1457,11 @@ def test_sql_table_shows_each_value_as_csv_writes_it(empty_catalogue):
     header, values = list(csv.reader(io.StringIO(as_csv.output)))
     assert values == ["-PT22H", "P423DT4H5M6.5S", '["P1D"]', '{"a": "PT2H", "b": "x\'y"}', '{"1": "x"}', "/wBBQg==",
                       "plain"]
-    heading, rule, row = table.output.splitlines()
+    heading, row = table.output.splitlines()   # (piped: a row a line, tab-separated, since session 45)
+    assert heading.split("\t") == header
+    assert row.split("\t") == values
+    heading, rule, row = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, query],
+                                            env={"COLUMNS": "1000"}).output.splitlines()   # (on a terminal: the table)
     assert heading.split() == header
     assert re.split(r" {2,}", row.strip()) == values   # (tabulate's columns: two spaces apart at least)
     assert "timedelta" not in table.output and "day," not in table.output

@@ -293,3 +293,86 @@ def test_overlap_similar_and_search_print_a_key_in_a_source_ids_fragment_redacte
     assert [f["uid"] for f in json.loads(run("similar", crime, "--db", db, "--json"))][:1] == [shelbyville]
     assert sorted(h["uid"] for h in json.loads(run("search", "crime reports", "--db", db, "--json"))) == [
         shelbyville, crime]
+
+
+# a title and a keyword pasting a link with a key (a data.json's text, as a description pastes one): until session 45
+# never read for links, exported in datasets.parquet and data.json, and printed by search, overlap and similar, as
+# published, with no SecretInLink warning
+KEYED_TITLE = "Park permits (rows: https://data.city.example/parks.csv?api_key=k-one)"
+KEYED_KEYWORD = "https://data.city.example/api?token=k-two"
+
+
+def test_a_key_in_a_title_or_a_keyword_is_warned_of_exported_redacted_and_printed_redacted(tmp_path):
+    """Over HTTP on 127.0.0.1: harvest, `runs --errors`, both exports, then search, overlap, similar."""
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    document = make_data_json(2)
+    document["dataset"][0].update(title=KEYED_TITLE, keyword=["parks", KEYED_KEYWORD])
+    document["dataset"][1].update(title="Budget", keyword=["budget"])
+    town = make_data_json(1, seed=3)
+    town["dataset"][0].update(title="Park permits", keyword=["parks"])
+    with DataJsonPortal(document) as portal, DataJsonPortal(town) as other:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n'
+                          f'[[portals]]\nid = "town"\ncity = "Town"\nkind = "dcat-us"\nurl = "{other.url}/data.json"\n')
+        db = str(tmp_path / "c.duckdb")
+        harvested = CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", db])
+        assert harvested.exit_code == 0, harvested.output
+    errors = json.loads(run("runs", "--errors", "--json", "--db", db))["errors"]
+    warned = sorted(e["message"].partition(":")[0] for e in errors if e["error_type"] == "SecretInLink")
+    assert warned == ["keywords[1]", "title"], errors
+    out = tmp_path / "out"
+    run("export", "--out", str(out), "--format", "parquet,data.json", "--db", db, "--config", str(config))
+    with duckdb.connect() as con:
+        title, keywords = con.execute("SELECT title, keywords FROM read_parquet(?) WHERE title LIKE '%api_key%'",
+                                      [str(out / "datasets.parquet")]).fetchone()
+    assert title == KEYED_TITLE.replace("k-one", "REDACTED") and keywords == [
+        "parks", KEYED_KEYWORD.replace("k-two", "REDACTED")]
+    published = (out / "data.json").read_text()
+    assert not any(key in published for key in KEYS) and KEYED_TITLE.replace("k-one", "REDACTED") in published
+    with duckdb.connect(db, read_only=True) as con:   # (the catalogue keeps them as published)
+        assert con.execute("SELECT count(*) FROM datasets WHERE title = ?", [KEYED_TITLE]).fetchone() == (1,)
+    # (run() asserts no key in stdout or stderr)
+    hits = json.loads(run("search", "park permits", "--db", db, "--json"))
+    assert KEYED_TITLE.replace("k-one", "REDACTED") in [h["title"] for h in hits]
+    assert "api_key=REDACTED" in run("search", "park permits", "--db", db)
+    [uid] = [h["uid"] for h in hits if "api_key" in h["title"]]
+    assert "api_key=REDACTED" in run("similar", uid, "--db", db)
+    json.loads(run("similar", uid, "--db", db, "--json"))
+    [group] = json.loads(run("overlap", "--db", db, "--json", "--pairs", "--min-score", "0.1"))["groups"]
+    assert KEYED_TITLE.replace("k-one", "REDACTED") in [m["title"] for m in group["members"]]
+    assert "api_key=REDACTED" in run("overlap", "--db", db, "--pairs", "--min-score", "0.1")
+    assert "api_key=REDACTED" in run("overlap", "--group", str(group["group_id"]), "--db", db, "--pairs")
+
+
+def test_records_says_when_a_printed_folder_glob_names_the_folder_of_another_dataset_too(tmp_path):
+    """Over HTTP on 127.0.0.1: two identifiers differing only in their key have folders one glob names (no glob
+    telling them apart can leave the key out); until session 45 printed with no word of it, and `--json`'s
+    `path` alike. Now the table says so under it, naming the other dataset as printed, and `--json` lists it."""
+    from tests.portals.base import RawBody
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    document = make_data_json(2)
+    keyed = "https://data.city.example/api/views/parks?token={key}&id=7"
+    with DataJsonPortal(document) as portal:
+        for dataset, key in zip(document["dataset"], ("k-one", "k-two")):
+            dataset.update(identifier=keyed.format(key=key), landingPage="https://data.city.example/parks",
+                           distribution=[{"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV",
+                                          "downloadURL": f"{portal.url}/{key}.csv"}])
+            portal.static[f"/{key}.csv"] = RawBody(b"a,b\n1,x\n")
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        db = str(tmp_path / "c.duckdb")
+        assert CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", db]).exit_code == 0
+        first, second = (f"city:{keyed.format(key='REDACTED')}", f"city:{keyed.format(key='REDACTED')}#2")
+        table = run("records", first, second, "--config", str(config), "--db", db)
+        pulled = json.loads(run("records", first, second, "--config", str(config), "--db", db, "--json"))
+    assert [p["path_also_names"] for p in pulled] == [[second], [first]]
+    [glob_one] = {p["path"] for p in pulled}   # (one glob for both: the key is all that differs)
+    assert len(glob.glob(str(tmp_path / "records" / glob_one))) == 2
+    said = " ".join(table.split())
+    assert (f"the folder of {first} is printed as a glob that names the folder of {second} too: their source ids "
+            "differ only in their key" in said), table
+    assert f"the folder of {second} is printed as a glob that names the folder of {first} too" in said, table

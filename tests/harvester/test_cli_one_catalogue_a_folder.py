@@ -867,3 +867,69 @@ def refused_after_another_program_ran(db, lock, script, said, refused):
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
         assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+
+
+def test_a_file_put_in_the_catalogue_s_place_after_the_writer_s_check_is_never_copied_as_its_read_copy(tmp_path):
+    """A writer brings the read copy up to date (put right, published) before it opens the catalogue: on
+    main that read the path, so a file another program renamed over the catalogue after writer_lock's
+    check was copied as the catalogue's read copy (readers then read that program's database as the
+    catalogue), though the open after it refused the file. Now the copy is made only of the file checked:
+    exit 2 as before, the previous read copy kept byte for byte, the other file untouched."""
+    import math
+    import subprocess
+    import sys
+
+    from catalog.read_copy import publish, read_copy_path
+    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+
+    data = tmp_path / "data"
+    db = data / "c.duckdb"
+    Store(db).close()   # (the catalogue, as a harvest before left it: its read copy published, then stale)
+    assert publish(db) is not None
+    copy = read_copy_path(db)
+    kept = copy.read_bytes()
+    lock = writer_lock(db, Wait(-math.inf))
+    try:
+        ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_THERE, str(db)], capture_output=True, text=True,
+                             timeout=120)
+        assert (ran.returncode, ran.stdout.strip()) == (0, "replaced"), ran.stderr
+        with pytest.raises(Refused, match="c.duckdb was replaced by another file after this run checked it was "
+                                          "the catalogue: nothing done, that file left as it is"):
+            open_for_writing(Store, db, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+    assert copy.read_bytes() == kept   # (main: a copy of the other program's file)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+
+
+def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_and_writes_nothing_there(
+        tmp_path, portal, config, monkeypatch):
+    """A harvest's checkpoint fails (DuckDB's own abort flag here: the catalogue invalidated), so the
+    store detaches the catalogue and attaches it again; meanwhile another process has put a backup of the
+    catalogue back over it (a real process, renaming it there). On main that backup was attached, the
+    night's log replayed into it, the checkpoint written there. Now the harvest exits 2 saying the file was
+    replaced, the backup byte for byte as it was put there."""
+
+    from tests.catalog.test_store import put_in_its_place_once_invalidated
+
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    backup = tmp_path / "backup.duckdb"
+    shutil.copyfile(db, backup)   # (the catalogue at rest: a backup of last night's)
+    restored = hashlib.sha256(backup.read_bytes()).hexdigest()
+    opened = Store.__init__
+
+    def opened_to_fail_its_checkpoints(self, *args, **kwargs):
+        opened(self, *args, **kwargs)
+        self.con.execute("SET debug_checkpoint_abort = 'before_header'")
+
+    monkeypatch.setattr(Store, "__init__", opened_to_fail_its_checkpoints)
+    put_back = put_in_its_place_once_invalidated(monkeypatch, db, backup)
+    result = harvest(config, db, "--full")
+    assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert (f"{db} was replaced by another file after this run opened it as the catalogue (found as it was to be "
+            "attached again): that file was not written; this run stopped there") in said, said
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored

@@ -51,15 +51,53 @@ def test_runs_on_a_narrow_terminal_is_a_line_a_portal_s_run_under_its_run_s_id_i
     out = shown(["runs", "--db", db, "--errors"], columns)
     assert widest(out) <= columns, out
     lines = out.splitlines()
-    assert lines[0].split() == ["portal", "status", "seen", "new", "changed", "removed", "errors"], out
+    # (the columns that say most, and as many of the others as the width allows since session 45: runs_shown)
+    header, left_out = runs_shown(lines, out)
+    assert header[:2] == ["portal", "status"] and {"seen", "new", "changed", "removed", "errors"} <= set(header)
     failed, ok = lines.index(f"run {runs[0]['run_id']}"), lines.index(f"run {runs[1]['run_id']}")   # (whole)
-    assert lines[failed + 1].split() == ["city", "failed", "0", "0", "0", "0", "1"], out
+    counts = ["portal", "status", "seen", "new", "changed", "unchanged", "removed", "errors"]
+    assert {h: v for h, v in zip(header, lines[failed + 1].split()) if h in counts} == {
+        h: v for h, v in zip(counts, ["city", "failed", "0", "0", "0", "0", "0", "1"]) if h in header}, out
     said = lines[failed + 2]
     assert said.startswith("  failure: ") and said.endswith("…") and failure.startswith(
         said.removeprefix("  failure: ")[:-1].rstrip())
-    assert ok == failed + 3 and lines[ok + 1].split() == ["city", "ok", "7", "7", "0", "0", "0"], out
-    assert lines[ok + 2] == "(left out: started (UTC), seconds, unchanged, requests, retries, 304s)", out
-    assert lines[ok + 4].split() == ["portal", "source", "id", "stage", "severity", "type", "message"], out
+    assert ok == failed + 3 and dict(zip(header, lines[ok + 1].split()))["seen"] == "7", out
+    assert lines[ok + 4 - (not left_out)].split() == ["portal", "source", "id", "stage", "severity", "type",
+                                                       "message"], out
+
+
+# the columns of `runs` but the run and the failure, as the header splits them into words
+RUNS_FIGURES = ["portal", "status", "started", "(UTC)", "seconds", "seen", "new", "changed", "unchanged", "removed",
+                "errors", "requests", "retries", "304s"]
+
+
+def runs_shown(lines: list[str], out: str) -> tuple[list[str], list[str]]:
+    """The header's words of `runs` on a terminal its table does not fit, and the columns it says it left out,
+    each of RUNS_FIGURES either shown or left out, in order."""
+    header = lines[0].split()
+    said = [line for line in lines if line.startswith("(left out: ")]
+    left_out = said[0].removeprefix("(left out: ").removesuffix(")").replace(" (UTC)", "").split(", ") if said else []
+    left_out = [word for name in left_out for word in ([name, "(UTC)"] if name == "started" else [name])]
+    assert sorted(header + left_out) == sorted(RUNS_FIGURES) and [h for h in RUNS_FIGURES if h in header] == header, out
+    return header, left_out
+
+
+def test_runs_between_80_and_200_columns_adds_back_the_columns_the_width_allows(failed_night):
+    """Until session 45 `runs` on any terminal its whole table did not fit (~200 columns) showed the 7 columns of
+    80, the others left out: at 120 as at 80. Now each wider terminal shows more, none past its width."""
+    db, runs, _ = failed_night
+    shown_at = {}
+    for columns in (80, 100, 120, 140):
+        out = shown(["runs", "--db", db], columns)
+        assert widest(out) <= columns, out
+        shown_at[columns] = out
+    at_100, _ = runs_shown(shown_at[100].splitlines(), shown_at[100])
+    assert {"unchanged", "requests", "retries", "304s", "seconds"} <= set(at_100), shown_at[100]
+    at_120, left_out = runs_shown(shown_at[120].splitlines(), shown_at[120])   # (every column: the run a line above)
+    assert not left_out and f"run {runs[0]['run_id']}" in shown_at[120].splitlines(), shown_at[120]
+    header, rule, failed, said, ok = shown_at[140].splitlines()   # (the run id a column: a run's portal a line)
+    assert header.split() == ["run", *RUNS_FIGURES] and failed.split()[:3] == [runs[0]["run_id"], "city", "failed"]
+    assert said.startswith("  failure: HtmlInsteadOfData") and ok.split()[:3] == [runs[1]["run_id"], "city", "ok"]
 
 
 def test_runs_on_a_wide_terminal_is_the_table_its_failure_whole_and_piped_every_value_whole(failed_night):
@@ -132,7 +170,7 @@ def test_harvest_s_summary_and_records_fit_80_columns_ids_and_folders_whole_and_
     assert len(piped) == 4 and widest(pulled[None]) > 80
 
 
-def test_sql_past_the_terminal_shows_each_row_as_a_block_its_values_whole_and_piped_the_table(failed_night):
+def test_sql_past_the_terminal_shows_each_row_as_a_block_its_values_whole_and_piped_a_row_a_line(failed_night):
     db, runs, _ = failed_night
     query = "SELECT run_id, portal_id, status, error_type, error_message FROM harvest_runs ORDER BY started_at DESC"
     narrow = shown(["sql", "--db", db, query], 80)
@@ -145,10 +183,12 @@ def test_sql_past_the_terminal_shows_each_row_as_a_block_its_values_whole_and_pi
     # the message whole, wrapped at its spaces under its name (never cut: a query's answer)
     assert lines[4].startswith("error_message  ") and all(line.startswith(" " * 15) for line in lines[5:])
     assert len(lines) > 5 and " ".join(" ".join(lines[4:]).split()[1:]) == " ".join(runs[0]["error_message"].split())
-    table = shown(["sql", "--db", db, query], None)
-    assert table.splitlines()[0].split() == ["run_id", "portal_id", "status", "error_type", "error_message"]
+    piped = shown(["sql", "--db", db, query], None)   # (tab-separated since session 45)
+    assert piped.splitlines()[0].split("\t") == ["run_id", "portal_id", "status", "error_type", "error_message"]
+    assert runs[0]["error_message"] in piped
+    table = shown(["sql", "--db", db, query], 1000)   # (a terminal it fits: the table)
+    assert table.splitlines()[0].split() == piped.splitlines()[0].split("\t") and widest(table) <= 1000
     assert runs[0]["error_message"] in table
-    assert shown(["sql", "--db", db, query], 1000) == table   # (a terminal it fits: the table)
 
 
 LONG_TITLE = ("Police Department crime incident reports with offense, district and case number, updated daily "
@@ -232,3 +272,58 @@ def test_every_command_on_a_terminal_fits_its_width_and_one_that_says_none_80(lo
         assert widest(out) <= 80, (args, out)
         if args[0] != "runs":
             assert "…" in out, (args, out)   # (a title cut to fit)
+
+
+def test_sql_piped_is_a_row_a_line_tab_separated_unpadded_its_values_line_breaks_escaped(failed_night, tmp_path):
+    """Through a real pipe (`civicat sql … | cut -f2,5`; a TSV reader): until session 45 piped `sql` printed the
+    terminal's table, its middle columns padded to their widest value (`cut` and a TSV reader took the padding for
+    the value) and a value's line breaks kept (a row over several lines)."""
+    import csv
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db, runs, _ = failed_night
+    query = ("SELECT portal_id, status || chr(10) || 'line two' AS said, 'a' || chr(9) || 'b' || chr(92) || 'c' "
+             "AS tricky, NULL AS nothing, error_type FROM harvest_runs ORDER BY started_at DESC")
+    piped = subprocess.run(f"{shlex.quote(sys.executable)} -m harvester sql --db {shlex.quote(db)} "
+                           f"{shlex.quote(query)} | cut -f2,5", shell=True, capture_output=True, text=True,
+                           cwd=Path(__file__).parents[2])
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.splitlines() == ["said\terror_type", f"failed\\nline two\t{runs[0]['error_type']}",
+                                         "ok\\nline two\t"]
+    out = shown(["sql", "--db", db, query], None)
+    rows = list(csv.reader(out.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert rows == [["portal_id", "said", "tricky", "nothing", "error_type"],
+                    ["city", "failed\\nline two", "a\\tb\\\\c", "", runs[0]["error_type"]],
+                    ["city", "ok\\nline two", "a\\tb\\\\c", "", ""]]
+
+
+def test_overlap_piped_names_a_title_of_each_city_whole_and_counts_the_others(tmp_path):
+    """Piped, a group's examples are a title of each of its cities, whole, then how many more: until session 45
+    every member's title (a group of 73 datasets a 5.5 KB line; the real catalogues' groups 127 KB piped, 76 KB
+    now); its whole list is `overlap --group N`'s, piped or not, and `--json`'s."""
+    from catalog import search
+    from catalog.store import Store
+    from tests.harvester.test_cli_keys import CRIME, add_dataset
+
+    db = str(tmp_path / "catalog.duckdb")
+    store = Store(db)
+    try:
+        for year in (2019, 2020, 2021, 2022):
+            add_dataset(store.con, f"springfield:crime-{year}", "Springfield", f"Crime reports {year}", CRIME, 1)
+        add_dataset(store.con, "shelbyville:crime", "Shelbyville", "Crime reports", CRIME, 2)
+        search.refresh(store.con)
+    finally:
+        store.close()
+    out = shown(["overlap", "--db", db], None)
+    [row] = [line for line in out.splitlines() if line.split()[:1] == ["1"]]
+    examples = row.split("  ")[-1].strip()
+    assert examples.startswith(("Shelbyville: Crime reports; Springfield: Crime reports 20",
+                                "Springfield: Crime reports 20")), out
+    assert examples.count("Crime reports") == 2 and examples.endswith("; and 3 more"), out
+    listed = shown(["overlap", "--group", "1", "--db", db], None)   # (every dataset, whole)
+    assert all(f"Springfield: Crime reports {year}" in listed for year in (2019, 2020, 2021, 2022)), listed
+    [group] = json.loads(shown(["overlap", "--db", db, "--json"], None))["groups"]
+    assert len(group["members"]) == 5

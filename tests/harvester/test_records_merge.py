@@ -388,3 +388,45 @@ def test_a_delta_holding_a_float_nan_that_reads_the_previous_records_again_publi
     pq.write_table(table(rows[400:599] + [{**rows[599], "reading": 1.5}]), staging / "parts" / "part-00000.parquet")
     assert {path.stat().st_ino for path in _merge(source_of(key, fields), layout, PORTAL, DATASET, staging).iterdir()} \
         .isdisjoint(path.stat().st_ino for path in previous)
+
+
+def test_a_night_of_edits_only_reads_the_replaced_row_groups_once(tmp_path, monkeypatch):
+    """A delta of edited rows only (as many rows as it replaces) was judged in full before the merge wrote:
+    every row group holding a replaced row read and digested, then read again to be written (every row
+    group, an edit in each). The delta is digested first, by key: the first replaced row unlike its key's
+    ends the judging, and the writing reads the others once. A key the delta holds twice, as the previous
+    parts do, is left to the sums (the same records: published)."""
+    import harvester.records_merge
+
+    key, fields, rows = soda_911()
+    table = Conversion(fields).table_from_rows
+    layout, staging = staged(tmp_path, [table(rows[:500]), table(rows[500:])],
+                             [table([{**rows[i], "event_clearance_group": f"edited {i}"} for i in range(21, 1000, 10)])])
+    previous = layout.folder(PORTAL, DATASET)
+    reads, parquet_file = {}, harvester.records_merge._parquet
+
+    def counted(path, schema):
+        parquet = parquet_file(path, schema)
+        read = parquet.read_row_group
+
+        def read_row_group(group, columns=None, **options):
+            if columns is None and path.parent == previous:   # (a whole row group: not the key column alone)
+                reads[path.name, group] = reads.get((path.name, group), 0) + 1
+            return read(group, columns=columns, **options)
+        parquet.read_row_group = read_row_group
+        return parquet
+
+    monkeypatch.setattr(harvester.records_merge, "_parquet", counted)
+    merged = read_folder(_merge(source_of(key, fields), layout, PORTAL, DATASET, staging))
+
+    assert len(reads) == 4   # (two parts of a row group of 300 rows and one of 200, an edit in each)
+    assert sum(count - 1 for count in reads.values()) <= 1, reads
+    assert merged.num_rows == 1000
+    assert sorted(pc.filter(merged["event_clearance_group"], pc.starts_with(merged["event_clearance_group"], "edited"))
+                  .to_pylist()) == sorted(f"edited {i}" for i in range(21, 1000, 10))
+
+    twice = {**rows[700], "event_clearance_group": "read twice"}
+    layout, staging = staged(tmp_path / "twice", [table(rows[:600] + [twice, twice])], [table([twice, twice])])
+    published = sorted(_merge(source_of(key, fields), layout, PORTAL, DATASET, staging).iterdir())
+    assert [path.stat().st_ino for path in published] == \
+        [path.stat().st_ino for path in sorted(layout.folder(PORTAL, DATASET).iterdir())]

@@ -617,3 +617,30 @@ def test_a_breakdown_by_a_fire_district_names_no_fire_incidents_whatever_follows
         assert concepts.of_dataset(title, None) != ("fire_incident",), title
     for title in ("Incidents by Station Responded to by Fire Companies", "Fire Incidents by Month by District"):
         assert concepts.of_dataset(title, None) == ("fire_incident",), title
+
+
+def test_the_agent_after_by_ends_where_a_breakdown_starts():
+    """(r44) the agent after 'by' was every word after it: 'Incidents Responded to by Police by Fire District'
+    (the police's, broken down by the fire district they fall in) read as the fire department's. The agent ends at
+    another 'by', or at an 'in', 'for' or 'during'; New York's 'Incidents Responded to by Fire Companies' keeps its
+    kind."""
+    for title in ("Incidents Responded to by Police by Fire District", "Incidents Responded to by Police in Fire "
+                  "District 3", "Incidents Responded to by Police per Fire Station"):
+        assert not concepts._fire_incidents(title), title
+        assert concepts.of_dataset(title, None) != ("fire_incident",), title
+    for title in ("Incidents Responded to by Fire Companies", "Incidents Responded to by Fire Companies by Month",
+                  "Incidents Responded to by Fire Companies in 2015"):
+        assert concepts.of_dataset(title, None) == ("fire_incident",), title
+
+
+def test_a_title_s_kind_its_description_gives_rates_of_is_its_statistics():
+    """Baltimore's 'Crime & Safety 2010' (the Vital Signs crime indicators by neighbourhood: "BNIA-JFI normalizes this
+    data by population to establish crime rates") sat in 'Crime incidents' beside Austin's and Chicago's crimes (0.55
+    to 0.63): a rate is no record. A description calling a records file statistics keeps its kind (Montgomery
+    County's 'Crime', "direct access to crime statistic databases - including raw data"), and so does a title that
+    lists its records in the plural ('Crimes - 2001 to present')."""
+    assert concept_of("data.baltimorecity.gov", "yhtd-6cjz") == ("crime_statistics",)
+    assert concept_of("data.baltimorecity.gov", "qmw9-b8ep") == ("crime_statistics",)
+    assert concept_of("data.montgomerycountymd.gov", "icn6-v9z3") == ("crime_incident",)
+    assert concepts.of_dataset("Crimes - 2001 to present", "Reported crimes, used to establish crime rates") == (
+        "crime_incident",)

@@ -349,6 +349,37 @@ def test_a_row_added_while_the_dataset_is_read_is_read_again_not_published_twice
                        "added as it read them: the pull read it again"), message
 
 
+def test_a_row_added_and_another_removed_between_two_pages_is_read_again_not_published_twice(tmp_path):
+    """A row added before the page being read and another removed after it, between two pages: every
+    page counts 250, the pull gave 250 rows, and the last row of the first page was published twice, the
+    row added never (its rows carry no key). Ordered by their record id, rows move between pages only
+    so: the page beginning with the last row read before it, and the row before it now another, the pull
+    reads it again (a table of alike neighbours asks that row, and goes on)."""
+    import duckdb
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(250)
+    name = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
+        def one_added_one_removed(path, query):
+            if path.endswith("/records") and query.get("offset") == "100" and rows[0]["id"] != "new":
+                rows.insert(0, {**rows[0], "id": "new"})
+                rows.pop()
+
+        portal.on_request = one_added_one_removed
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+        asked = [q for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") == "1"]
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"]) == (1, 250), result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={name}")["id"].to_pylist()
+    assert sorted(ids) == sorted(r["id"] for r in rows) and len(set(ids)) == 250   # each once, the new one too
+    assert [q["offset"] for q in asked] == ["99"]
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE error_type = "
+                                              "'ChangedWhileRead'").fetchone()[0]
+    assert message == ("the page at offset=100 began with the last row of the page before it, and the row before it "
+                       "is now another: rows moved between the pages as they were read (one added and one removed, "
+                       "the count unchanged), a row read twice and another never: the pull read it again"), message
+
+
 def test_a_stale_page_of_rows_read_already_fails_the_pull_and_is_never_staged(tmp_path, monkeypatch):
     """A page over the response cap is asked in halves; a stale cache answered the first half
     (offset 100, limit 50) with the half page before it (offset 50): the last 50 rows of the
