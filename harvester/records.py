@@ -219,8 +219,15 @@ class SourceChanged(RecordsError):
 class StartsOver(RecordsError):
     """A pull learned that rows read before that point must be read again, which its state does
     not allow (Open311's windows taken whole, due under a wider margin, by a pull gone on from where
-    one cut short stopped; a server shown not to read the times asked, read again by whole days):
-    the pull starts over (pull_dataset), the reason logged."""
+    one cut short stopped; a server shown not to read the times asked, read again by whole days; one
+    shown past the half rule): the pull starts over (pull_dataset), the reason logged. A source raises
+    each of its reasons once a pull, so a pull may start over more than once (a server read by whole
+    days once shown not to read times, then past half: started over once only, the second failed the
+    pull, every night); STARTS_OVER_AT_MOST bounds it."""
+
+
+# the start-overs a pull makes at most (StartsOver): Open311's three reasons, each once a pull
+STARTS_OVER_AT_MOST = 3
 
 
 @dataclass(frozen=True)
@@ -730,9 +737,10 @@ class RecordSource(ABC):
     # stay before it); the rows ahead are read again by each pull instead
     watermark_column: str | None = None
 
-    def notices(self) -> list[tuple[str, str]]:
+    def notices(self) -> list[tuple[str, ...]]:
         """What the reader learnt of the source as it read that the run report should say: (error
-        type, message) pairs, stored as warnings of stage `records` (Open311: service codes refused)."""
+        type, message) pairs, stored as warnings of stage `records` (Open311: service codes refused), or
+        (error type, message, severity) (Open311: a window kept with requests unread, an error)."""
         return []
 
     def server_clock(self) -> timedelta | None:
@@ -1319,12 +1327,16 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     try:
         # (the resume's own check may see the change: a count asked again that moved)
         progress, tables = _resumed_or_new(source, staging, uid, result)
-        try:
-            _stage(source, schema, progress, progress_path, parts_dir, part_size, tables, result)
-        except StartsOver as reason:   # (once: the pull started over does not raise it again)
-            log.warning("%s: %s: the pull starts over", uid, reason)
-            progress = _started_over(source, staging, result)
-            _stage(source, schema, progress, progress_path, parts_dir, part_size, None, result)
+        for starts in range(STARTS_OVER_AT_MOST + 1):
+            try:
+                _stage(source, schema, progress, progress_path, parts_dir, part_size, tables, result)
+                break
+            except StartsOver as reason:
+                if starts == STARTS_OVER_AT_MOST:
+                    raise StartsOver(f"{reason}; the pull had started over {starts} times already, and does not "
+                                     "again: its previous records kept") from None
+                log.warning("%s: %s: the pull starts over", uid, reason)
+                progress, tables = _started_over(source, staging, result), None
     except SourceChanged as changed:
         # rows added or removed while the pull read them: read again, once (a source that
         # changes all the time must not keep the night busy; the next pull tries again)
@@ -1871,8 +1883,8 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             log.error("%s: records pull failed: %s", uid, result.error_message)
             # (what the reader learnt before it failed: a service code refused may be why, a request of it in no part)
             result.notices = [] if source is None else source.notices()
-        for kind, message in result.notices:   # (the reader's own warnings, the pull ok or not)
-            errors.add(source_id, "records", kind, message, severity="warning")
+        for kind, message, *severity in result.notices:   # (the reader's own warnings, the pull ok or not)
+            errors.add(source_id, "records", kind, message, severity=severity[0] if severity else "warning")
         results.append(result)
     return results
 

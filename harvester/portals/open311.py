@@ -471,8 +471,16 @@ class Windows:
         self.reaches_past = True   # by whole days, the windows reach past `until` (_days_end)
         # a day of a server that ignores `page` taken whole by its answer's size before the server was seen
         # past half (_past_half): the pull then starts over (PastHalf), where `restarts` (not yet started over)
-        self.sized_whole = False
+        # (in the state: a pull gone on from one cut short that sees the server past half starts over too; before, it
+        # forgot them, and the days taken whole by size before the cut were kept, possibly cut)
+        self.sized_whole = bool(state.get("sized_whole", False))
         self.restarts = True
+        # the windows a full page then an empty one ended, which the server may page no deeper than (_last_page)
+        # and nothing could tell whole: kept with the pull's other windows, each an error of the run (`short`,
+        # messages naming it; RequestsRecords.notices), not a pull failed every night. `deepest`: a page number
+        # the server was shown to give (a page after it unasked)
+        self.short: list[str] = list(state.get("short", ()))
+        self.deepest = 0
 
     @property
     def thinning(self) -> float | None:
@@ -516,7 +524,8 @@ class Windows:
         return {"start": self.start.isoformat(), "width": self.width,
                 "page_size": self.page_size or self.remembered, "before": sorted(self.before),
                 "thinning": self.thinning, "audited": self.audited, **days, **doubtful,
-                **({"parts_thinning": self.parts_thinning} if self.parts_thinning else {})}
+                **({"parts_thinning": self.parts_thinning} if self.parts_thinning else {}),
+                **({"sized_whole": True} if self.sized_whole else {}), **({"short": self.short} if self.short else {})}
 
     def _narrowed_read(self, end: datetime, requests: list) -> None:
         """A window up to `end` read whole: once the narrower windows of a window narrowed are
@@ -833,6 +842,9 @@ class Windows:
             self.asked += again.asked
         self.largest = max(self.largest, again.largest)
         self.page_size = self.page_size or again.page_size
+        self.sized_whole = self.sized_whole or again.sized_whole   # (days it took whole by size are this pull's)
+        self.short += [message for message in again.short if message not in self.short]
+        self.deepest = max(self.deepest, again.deepest)
         self.doubtful += [window for window in again.doubtful if window not in self.doubtful]
         self.doubts.update(again.doubts)
         for count in again.cuts:
@@ -1153,30 +1165,68 @@ class Windows:
                 self.taken_at = len(page) or None   # (an empty page: the end, whatever the margin)
                 self.taken_pages = len(pages)
                 if not page:
-                    self._last_page(start, end, pages[-2])
+                    self._last_page(start, end, pages[:-1])
                 break
         return pages
 
-    def _last_page(self, start: datetime, end: datetime, before: list) -> None:
-        """A one-second window's pages ended by an empty page after `before`, one that may be full
-        (within the margin of P): the second held exactly so many pages, or the server pages no deeper (a
-        cap on `page`, as on an offset), and the rest of it is unread. The pages cannot tell which, and the
-        second cannot be narrowed: it is read again by parts at the pull's end (the parts' answers,
-        smaller, hold what the pages lacked), as a full answer of a server that ignores `page` is, else
-        NotPullable, naming it. Before, taken as the second's end: 100 of the 300 requests of one second
-        lost from a server paging 4 pages deep, the pull ok (docs/records.md). Not a day read by whole
-        days: most days over P end so, and their parts, at the cap, cost half as much again as the pull
-        and failed 1 to 11 pulls of 100 (bench/open311_windows.py --whole-days)."""
-        if self.days or self.page_size is None or not before or not self._may_be_cut(len(before), self.page_size):
+    def _last_page(self, start: datetime, end: datetime, pages: list[list]) -> None:
+        """A one-second (by whole days, one-day) window's `pages` ended by an empty page after one that may
+        be full (within the margin of P): the window held exactly so many pages, or the server pages no
+        deeper (a cap on `page`, as on an offset), the rest of it unread. A cap is the server's, not the
+        window's: the page after the last of the 90 days up to `end` (else from `start`) is asked (_pages_deeper) and, given,
+        shows the server pages deeper, the empty page the window's end: taken whole. Else a one-second
+        window is read again by parts at the pull's end (as a full answer of a server that ignores `page`);
+        a day, or a second whose parts cannot tell, is kept as read, the rest of it lost: an error of the
+        run naming it (`short`), every other window kept. Before, a second taken as ended there lost 100 of
+        the 300 requests of one second from a server paging 4 pages deep, the pull ok; then (session 44) a
+        second of exactly 2 pages on an endpoint listing no codes failed its pull every night; and a day so
+        ended was taken whole, what its server paged no deeper lost unsaid (docs/records.md)."""
+        before = pages[-1] if pages else []
+        if self.page_size is None or not before or not self._may_be_cut(len(before), self.page_size):
             return
-        if self.services is None:
-            raise NotPullable(
-                f"the {self._unit} at {self._sent(start, end)} gave pages up to a full one and then an empty one: "
-                "the server may page no deeper, the rest of it unread, and it cannot be narrowed; a records pull "
-                "never skips a row")
-        if start.isoformat() not in (window[0] for window in self.doubtful):
-            self.doubtful.append([start.isoformat(), end.isoformat(), len(before), max(self.largest, self.page_size)])
+        if self._pages_deeper(start, end, len(pages)):
+            return
+        read = sum(len(page) for page in pages)
+        if self.days or self.services is None:
+            # (a day's parts, at the cap, cost half as much again as the pull and failed 1 to 11 pulls of 100:
+            # bench/open311_windows.py --whole-days, session 44)
+            self._short(start, end, len(pages), read, "")
+        elif start.isoformat() not in (window[0] for window in self.doubtful):
+            self.doubtful.append([start.isoformat(), end.isoformat(), len(before), max(self.largest, self.page_size),
+                                  len(pages), read])
 
+    def _pages_deeper(self, start: datetime, end: datetime, depth: int) -> bool:
+        """Whether the server gives a page after page `depth`: that page of the 90 days up to `end`, else of
+        those from `start` (a city's 90 days hold more than a second's or a day's requests; the days before
+        its first requests hold none: asked of the 90 days before only, 303 of the first days of
+        --whole-days 100's cities were taken as paged no deeper), or a deeper page shown before. A server
+        that pages no deeper answers both with none, as does one whose 180 days hold no more (unknown,
+        then). One request a pull (two at a city's start) where the server pages as deep as its windows need."""
+        if self.deepest > depth:
+            return True
+        if self.days:   # (whole days: from a midnight to a midnight, within 90 days)
+            spans = [(self._midnight(end - WINDOW, 1), end), (start, self._midnight(start + WINDOW))]
+        else:
+            spans = [(end - WINDOW, end), (start, start + WINDOW)]
+        for since, until in spans:
+            try:
+                page = self._ask(since, until, depth + 1)
+            except PermanentError:   # (too large, or refused: it tells nothing)
+                continue
+            if page:
+                self.deepest = max(self.deepest, depth + 1)
+                return True
+        return False
+
+    def _short(self, start: datetime, end: datetime, pages: int, read: int, why: str) -> None:
+        """The window [start, end) kept as read, the rest of it unread (_last_page): an error of the run."""
+        message = (f"the {self._unit} at {self._sent(start, end)} gave {pages} full page(s), {read} requests, then "
+                   f"an empty page, and the server gives no page {pages + 1} of the 90 days up to it or from it "
+                   f"either: it may page no deeper, and the {self._unit}'s requests past those {read} are unread{why} "
+                   f"(the {self._unit} cannot be narrowed; every other window read whole)")
+        if message not in self.short:
+            self.short.append(message)
+            log.warning("%s", message)
 
     def _settle_doubts(self):
         """The windows taken whole by _reading against a larger answer that may be cut ones under the
@@ -1199,10 +1249,7 @@ class Windows:
         for window in list(self.doubtful):
             thins_none = self._thins_none()
             yield from self._settle(window)
-            if self.sized_whole and self.restarts and self._past_half():
-                raise PastHalf(f"the server leaves out up to {self.kept_thinning:.0%} of a cut answer, so more than "
-                               "half of some: days taken whole by their answers' size may have been cut, and are "
-                               "read again by parts")
+            self._past_half_seen()
             if self._thins_none():
                 narrowly.append(window)
             elif thins_none:   # (shown by this window's parts, which were judged again there)
@@ -1211,11 +1258,22 @@ class Windows:
                         self.doubtful.append(again)
                     yield from self._settle(again)
                 narrowly = []
+        # (also where no window was left in doubt: a pull gone on from the state of one cut short after its last
+        # window settled, whose days taken whole by size the state keeps)
+        self._past_half_seen()
+
+    def _past_half_seen(self) -> None:
+        """PastHalf where days were taken whole by their answers' size and the server is now seen past half."""
+        if self.sized_whole and self.restarts and self._past_half():
+            raise PastHalf(f"the server leaves out up to {self.kept_thinning:.0%} of a cut answer, so more than "
+                           "half of some: days taken whole by their answers' size may have been cut, and are "
+                           "read again by parts")
 
     def _settle(self, window: list):
         """One window in doubt settled: taken whole where its answer is not doubted (now), else read by
         parts, the requests no answer around it gave yielded."""
         start, end, count, largest = window[:4]
+        paged = window[4:6]   # (a second paged no deeper, _last_page: its pages and requests read)
         largest = max(largest, self.largest)
         if not self._doubted(count, largest):
             return
@@ -1226,7 +1284,12 @@ class Windows:
                               "unreadable, and a records pull never skips a row")
         try:
             requests = self._by_parts(start, end, count, largest, doubt)
-        except NotPullable:
+        except NotPullable as error:
+            if paged:   # (its pages kept, the rest of it an error of the run: the pull not failed every night)
+                self.doubtful.remove(window)
+                why = str(error).rsplit("; read by parts", 1)[-1].removesuffix(", and a records pull never skips a row")
+                self._short(start, end, *paged, f" (read by parts{why})")
+                return
             if count >= largest - int(largest * self._parts_margin()):
                 raise
             # (in doubt only past half, where its parts cannot tell: its requests of no code, one code at the
@@ -1659,7 +1722,10 @@ class RequestsRecords(RecordSource):
         self.whole_days = bool(getattr(previous, "whole_days", False))
         self.days_shown = False
         self.resumed_ahead: timedelta | None = None   # the server's clock as the pull cut short knew it (_clock_kept)
-        self.started_over = False   # (StartsOver raised once by this source: not again)
+        # PastHalf raised by this source (each reason to start over once a pull: the driver starts over again for
+        # another, pull_dataset; guarded by the first start-over of any reason, a server shown not to read times
+        # then past half kept the days taken whole by size, which may have been cut)
+        self.restarted_past_half = False
         if previous is not None and previous.watermark:
             self.mode = "incremental"
             latest = datetime.fromisoformat(previous.watermark)
@@ -1712,7 +1778,8 @@ class RequestsRecords(RecordSource):
                           self.remembered_thinning, zone=self.zone, days=self.whole_days,
                           days_remembered=not self.days_shown, services=self._service_codes)
         self.refused = windows.refused   # (filled as the windows read: the run report's, notices)
-        windows.restarts = not self.started_over   # (a pull starts over once: PastHalf)
+        self.short = windows.short   # (the windows kept short: errors of the run, notices)
+        windows.restarts = not self.restarted_past_half   # (PastHalf once a pull)
         try:
             for requests, state in windows:
                 # (a pull that asked the server nothing before, `civicat records`, knows its clock from
@@ -1728,17 +1795,19 @@ class RequestsRecords(RecordSource):
             if windows.days:
                 raise
             # (what was read so far was read by windows the server did not read as asked: none of it is kept)
-            self.whole_days = self.days_shown = self.started_over = True
+            self.whole_days = self.days_shown = True   # (so once a pull: read by whole days from now on)
             raise StartsOver(f"{error}: reading whole days from midnight ({self.zone}) instead") from None
         except PastHalf:
             self.remembered_thinning = self.thinning = windows.kept_thinning
-            self.started_over = True
+            self.restarted_past_half = True
             raise
 
-    def notices(self) -> list[tuple[str, str]]:
+    def notices(self) -> list[tuple[str, ...]]:
         return [("RefusedServiceCode", f"the server refuses to be asked for service_code={code} ({why}): taken as a "
                  "service type whose requests it gives none of (a private one), not asked again by this pull")
-                for code, why in sorted(getattr(self, "refused", {}).items())]
+                for code, why in sorted(getattr(self, "refused", {}).items())] + \
+            [("RequestsUnread", f"{message}: the pull kept the requests it read", "error")
+             for message in getattr(self, "short", ())]
 
     def resumes_at(self, state: dict) -> bool:
         """A pull cut short goes on after its last window read: a request added or removed

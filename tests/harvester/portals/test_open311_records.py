@@ -294,22 +294,105 @@ def test_a_second_deeper_than_the_server_pages_is_read_by_parts(tmp_path):
     assert {q["start_date"] for q in by_parts} == {"2020-01-08T14:23:26Z"} and len(by_parts) < 12, by_parts
 
 
-def test_a_second_deeper_than_the_server_pages_that_parts_cannot_tell_fails_naming_it(tmp_path):
-    """The same second's 130 requests all open and of no service code: no part is under a page, and
-    the pull fails (the run report naming the dataset and the second), where it published 100 of them."""
-    with Open311Portal(services=JSON_SERVICES, requests=one_second(130), last_page=2) as portal:
-        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+def records_run(db) -> tuple[list[tuple], list[tuple], list[str]]:
+    """A harvest's records outcome: (its records errors and warnings: source id, type, severity, message;
+    its record_pulls: source id, rows; the ids published)."""
     con = duckdb.connect(str(db))
     try:
-        failures = con.execute("SELECT source_id, message FROM harvest_errors WHERE stage = 'records' "
-                               "AND severity = 'error'").fetchall()
-        published = con.execute("SELECT count(*) FROM record_pulls").fetchone()[0]
+        errors = con.execute("SELECT source_id, error_type, severity, message FROM harvest_errors WHERE stage = "
+                             "'records' ORDER BY severity, error_type").fetchall()
+        pulls = con.execute("SELECT source_id, row_count FROM record_pulls").fetchall()
     finally:
         con.close()
-    assert published == 0, result.output
-    assert [source_id for source_id, _ in failures] == ["service-requests"], result.output
-    assert re.search(r"the one second at start_date=2020-01-08T14:23:26Z, end_date=2020-01-08T14:23:27Z, page=1 "
-                     r"answers 50 requests, .*; read by parts, .*a records pull never skips a row", failures[0][1])
+    folder = db.parent / "records" / "portal=bos311" / "dataset=service-requests"
+    published = pq.read_table(folder)["service_request_id"].to_pylist() if folder.is_dir() else []
+    return errors, pulls, published
+
+
+def test_a_second_deeper_than_the_server_pages_that_parts_cannot_tell_is_kept_with_an_error_naming_it(tmp_path):
+    """The same second's 130 requests all open and of no service code: no part is under a page. Once the
+    pull published 100 of them, ok; then (session 44) it failed, every night, the dataset never updated. The
+    server gives no page 3 of the 90 days up to that second, or from it, either (it pages no deeper): the pull
+    keeps every other window and the second's 100, and the run records an error naming the dataset, the
+    second and the count read."""
+    with Open311Portal(services=JSON_SERVICES, requests=one_second(130), last_page=2) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+        served = served_ids(portal)
+        second = {str(r["service_request_id"]) for r in portal.service_requests
+                  if instant(r["requested_datetime"]) == instant("2020-01-08T14:23:26Z")}   # (130, and one of Boston's)
+    errors, pulls, published = records_run(db)
+    assert result.exit_code == 0 and pulls == [("service-requests", len(published))], result.output
+    assert len(published) == len(set(published)) and set(published) <= served
+    assert served - set(published) <= second and len(second & set(published)) == 100   # (the rest of the second only)
+    assert [(source_id, kind, severity) for source_id, kind, severity, _ in errors] == [
+        ("service-requests", "RequestsUnread", "error")], errors
+    assert re.search(r"the one second at start_date=2020-01-08T14:23:26Z, end_date=2020-01-08T14:23:27Z, page=1 gave "
+                     r"2 full page\(s\), 100 requests, then an empty page, and the server gives no page 3 of the 90 "
+                     r"days up to it or from it either: .* the pull kept the requests it read", errors[0][3]), \
+        errors[0][3]
+
+
+@pytest.mark.parametrize("services", [[], JSON_SERVICES], ids=["no-codes-listed", "codes-not-given"])
+def test_a_second_of_exactly_two_pages_where_parts_cannot_tell_is_read_whole(tmp_path, services):
+    """100 requests entered in one second (exactly two pages of 50: 98, and one of Boston's twice), all open, of no
+    service code, from an
+    endpoint listing no codes (or codes the requests do not have), whose server pages as deep as asked: the
+    second's page 3 is empty, as a server paging two deep would answer, and its parts cannot tell (one
+    status, no code): the pull failed every night (session 44). A server's paging cap is its own, not a
+    window's: its page 3 of the 90 days up to that second gives requests, so the second's empty page 3
+    is its end. Read whole, no error, one request more."""
+    with Open311Portal(services=services, requests=one_second(98)) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+        served = served_ids(portal)
+        deeper = [q for p, q, _ in portal.requests if p == "/requests.json" and q["page"] == "3"
+                  and q["end_date"] == "2020-01-08T14:23:27Z"]   # (the second's end)
+    errors, pulls, published = records_run(db)
+    assert result.exit_code == 0 and [kind for _, kind, severity, _ in errors if severity == "error"] == [], errors
+    assert sorted(published) == sorted(served) and pulls == [("service-requests", len(served))]
+    # (the second's page 3 in each of its two readings; the 90 days' once)
+    assert sorted(q["start_date"] for q in deeper) == ["2019-10-10T14:23:27Z", *["2020-01-08T14:23:26Z"] * 2], deeper
+
+
+def a_day_of(count: int, day: str) -> list[dict]:
+    """`count` requests of `day` (an ISO date), all open, from 8:00 on, one a minute."""
+    return [{"service_request_id": f"day-{n:03d}", "status": "open",
+             "requested_datetime": f"{day}T{8 + n // 60:02d}:{n % 60:02d}:00Z"} for n in range(count)]
+
+
+def test_a_day_deeper_than_a_server_reading_whole_days_pages_is_an_error_naming_it(tmp_path):
+    """A server that reads whole days and pages only two deep (pages of 50; page 3 and after: none), one
+    day of 130 requests: the day's empty page 3 after a full page 2 was taken as the day's end, its 30
+    others lost unsaid, the pull ok. The server gives no page 3 of the 90 days up to it (or from it)
+    either: the pull keeps every other day and that day's 100, and the run records an error naming the
+    dataset, the day and the count. A server paging whole, a day of exactly 100 the first of its requests
+    (none in the 90 days before it), gives a page 3 of the 90 days from it: read whole, no error."""
+    with Open311Portal(services=JSON_SERVICES, requests=a_day_of(130, "2020-01-08") + load_json(BOSTON),
+                       whole_days=True, last_page=2) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+        served = served_ids(portal)
+        day_served = sorted((r for r in portal.service_requests
+                             if instant(r["requested_datetime"]).astimezone(UTC).date() == date(2020, 1, 8)),
+                            key=lambda r: r["requested_datetime"], reverse=True)
+        on_the_day, paged = ({str(r["service_request_id"]) for r in rs} for rs in (day_served, day_served[:100]))
+    errors, pulls, published = records_run(db)
+    unread = [message for _, kind, severity, message in errors if severity == "error"]
+    assert result.exit_code == 0 and pulls == [("service-requests", len(published))], result.output
+    assert len(published) == len(set(published)) and set(published) <= served
+    assert served - set(published) <= on_the_day and on_the_day & set(published) == paged   # (that day's rest only)
+    assert [(source_id, kind) for source_id, kind, severity, _ in errors if severity == "error"] == [
+        ("service-requests", "RequestsUnread")], errors
+    assert re.search(r"^the one day at start_date=2020-01-08T00:00:00Z, end_date=2020-01-09T00:00:00Z, page=1 gave 2 "
+                     r"full page\(s\), 100 requests, then an empty page", unread[0]), unread
+
+    first = tmp_path / "first"   # (Boston's first request: 2018-06-19)
+    first.mkdir()
+    with Open311Portal(services=JSON_SERVICES, requests=a_day_of(100, "2018-06-01") + load_json(BOSTON),
+                       whole_days=True) as portal:
+        db, result = harvest_with_records(first, "bos311", "open311", portal.url, ["service-requests"])
+        served = served_ids(portal)
+    errors, pulls, published = records_run(db)
+    assert result.exit_code == 0 and [e for e in errors if e[2] == "error"] == [], errors
+    assert sorted(published) == sorted(served)
 
 
 def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
@@ -519,8 +602,10 @@ def asked_to_their_last_days(by_days: list[tuple[str, str, str]]) -> bool:
 
 def read_by_days(asked: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     """The windows asked (`windows_asked`) from the pull's start over by whole days on: each
-    from a midnight (its first at or before the pull's first window's start)."""
-    restart = max(i for i, (start, _, _) in enumerate(asked) if instant(start) <= instant(asked[0][0]))
+    from a midnight (its first at or before the pull's first window's start; a later page of the 90
+    days before a window, which asks whether the server pages that deep, starts before it too)."""
+    restart = max(i for i, (start, _, page) in enumerate(asked) if instant(start) <= instant(asked[0][0])
+                  and page == "1")
     assert 0 < restart and all(start[11:19] == "00:00:00" for start, _, _ in asked[restart:]), asked[restart:]
     return asked[restart:]
 
@@ -869,6 +954,39 @@ def test_a_private_service_type_of_half_the_requests_or_more_loses_none_of_the_o
     assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
 
 
+def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losing_none(tmp_path, store, caplog):
+    """A city of 331 requests a day for 27 days, two thirds of a private service type (bench/open311_windows.py
+    --private-type's city 11), from a server that reads UTC's whole days, ignores `page`, cuts at 50 and then
+    leaves the private requests out. A first pull reads by times until the server is shown not to read them,
+    and starts over by whole days; there the server is seen past the half rule after days were taken whole
+    by their answers' size. A pull started over once, a second start-over failed it; so the second was not
+    raised: those days were kept, 80 of the 3,058 public requests lost, the pull ok. Each reason to start
+    over is met once a pull, and the pull starts over for each: none lost, each published once."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    draw = random.Random(11)
+    per_day, days = draw.randint(100, 400), draw.randint(10, 30)
+    moments = sorted(start + timedelta(seconds=draw.randrange(days * 86_400)) for _ in range(per_day * days))
+    weights = [len(CODES) - n for n in range(len(CODES))]
+    requests = [{"service_request_id": str(n), "requested_datetime": _stamp(moment),
+                 "status": "open" if n % 6 == 0 else "closed",
+                 "service_code": "private" if draw.random() < 0.67 else draw.choices(CODES, weights)[0]}
+                for n, moment in enumerate(moments)]
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("UTC", private=0, odd_weeks=False, requests=requests, paging=False,
+                        services=[*CITY_SERVICES, {"service_code": "private", "service_name": "Private"}],
+                        private_in={"private": 20}) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        result = pulled_into(layout, store.con, RequestsRecords(adapter, None, now=start + timedelta(days=days),
+                                                                since=start))
+    public = {r["service_request_id"] for r in requests} - portal.private
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    started_over = [r.getMessage() for r in caplog.records if "the pull starts over" in r.getMessage()]
+    assert len(started_over) == 2 and "does not read the times" in started_over[0] \
+        and "more than half of some" in started_over[1], started_over
+    assert result.status == "ok" and len(published) == len(set(published)) == result.rows
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+
+
 def test_a_service_code_the_server_refuses_is_taken_as_private_not_failing_the_pull(tmp_path, store, caplog):
     """As above, the server answering HTTP 400 where a `service_code` asked holds code-01: the first part
     holding it failed the pull, every night. The part refused is halved down to the code refused, which
@@ -977,6 +1095,26 @@ def test_a_pull_cut_short_goes_on_with_the_thinning_its_parts_showed_and_an_old_
     as_before = Windows(lambda *_: [], start, start + timedelta(days=2), state)
     assert as_before._thins_none() and as_before.kept_thinning == 0.0
     assert "parts_thinning" not in [state for _, state in as_before][-1]
+
+
+def test_a_pull_gone_on_from_one_cut_short_after_days_taken_whole_by_size_starts_over_once_past_half():
+    """Days taken whole by their answers' size, of a server that ignores `page`, prove nothing once the server
+    is seen past the half rule: the pull starts over (PastHalf). A pull cut short after such days forgot them
+    (they were in no state): gone on from there, the server seen past half, the days before the cut were kept,
+    possibly cut. The state keeps them, and the pull gone on from it starts over (here its last window read:
+    none in doubt is left, and it sees the server past half from the thinning it goes on with)."""
+    from harvester.portals.open311 import PastHalf, Windows
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    state = {"start": (start + timedelta(days=2)).isoformat(), "width": 86_400, "before": [], "page_size": 50,
+             "thinning": 0.6, "days": True, "days_known": True, "sized_whole": True}
+    going_on = Windows(lambda *_: [], start, start + timedelta(days=2), json.loads(json.dumps(state)),
+                       days=True, services=lambda: [])
+    assert going_on.state()["sized_whole"] is True
+    with pytest.raises(PastHalf, match="days taken whole by their answers' size may have been cut"):
+        list(going_on)
+    as_before = Windows(lambda *_: [], start, start + timedelta(days=2), {**state, "sized_whole": False}, days=True,
+                        services=lambda: [])
+    assert all(not rows for rows, _ in as_before) and "sized_whole" not in as_before.state()
 
 
 @pytest.mark.parametrize("per_day, days, private", [(263, 13, 8), (300, 10, 4)])
