@@ -26,7 +26,7 @@ from catalog.read_copy import read_copy_path
 from catalog.records import RecordsLayout, safe_segment
 from catalog.store import Store, connect
 from harvester.cli import cli
-from tests.conftest import REPO, harvest_with_records, left_beside, writer_under_way
+from tests.conftest import REPO, as_in_a_test, harvest_with_records, left_beside, writer_under_way
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
 from tests.children import ended, line_of, run
@@ -79,7 +79,7 @@ def seattle_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("seattle")
     view = load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")
     rows = load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
-    with SocrataPortal([discovery_entry(view)], records={ID: SodaTable.from_rows(rows)}) as portal:
+    with as_in_a_test(), SocrataPortal([discovery_entry(view)], records={ID: SodaTable.from_rows(rows)}) as portal:
         _, result = harvest_with_records(folder, "sea", "socrata", portal.url, [ID],
                                          extra='domain = "data.example.org"\n')
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ from catalog import search
 from catalog.store import Store
 from harvester.cli import cli
 from tests.catalog import fts_reference
-from tests.conftest import fast_client, new_store
+from tests.conftest import as_in_a_test, fast_client, new_store
 from tests.catalog.test_store import T0, record, stage_of
 from tests.portals.catalogues import harvest_data_json
 
@@ -49,8 +49,9 @@ def two_cities_harvested(tmp_path_factory, migrated_catalogue):
     path = tmp_path_factory.mktemp("two-cities") / "catalog.duckdb"
     store = new_store(path, migrated_catalogue)
     try:
-        harvest_data_json(store, fast_client(path.parent), {"springfield": ("Springfield", SPRINGFIELD),
-                                                            "shelbyville": ("Shelbyville", SHELBYVILLE)})
+        with as_in_a_test():
+            harvest_data_json(store, fast_client(path.parent), {"springfield": ("Springfield", SPRINGFIELD),
+                                                                "shelbyville": ("Shelbyville", SHELBYVILLE)})
     finally:
         store.close()
     return path

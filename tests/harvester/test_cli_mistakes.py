@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from catalog.read_copy import read_copy_path
 from harvester.cli import cli
+from tests.conftest import as_in_a_test
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.synth import make_data_json
 
@@ -33,7 +34,7 @@ def harvested_folder(tmp_path_factory):
     read copy, its lock file, its folder's marker and HTTP validators; harvested once a module (each
     worker's), ~0.5 s of CPU a test when each harvested its own."""
     folder = tmp_path_factory.mktemp("harvested")
-    with DataJsonPortal(make_data_json(5)) as portal:
+    with as_in_a_test(), DataJsonPortal(make_data_json(5)) as portal:
         result = invoke("harvest", "--config", str(city_config(folder, portal)), "--db", str(folder / "c.duckdb"))
     assert result.exit_code == 0, result.output
     assert read_copy_path(folder / "c.duckdb").exists()

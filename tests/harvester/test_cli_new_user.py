@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from catalog.read_copy import read_copy_path
 from harvester.cli import cli
+from tests.conftest import as_in_a_test
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.portals.synth import make_data_json
@@ -104,7 +105,7 @@ def harvested_folder(tmp_path_factory):
     """A folder as `civicat harvest` of one portal (make_data_json(3)) leaves it, harvested once a
     module (each worker's)."""
     folder = tmp_path_factory.mktemp("harvested")
-    with DataJsonPortal(make_data_json(3)) as portal:
+    with as_in_a_test(), DataJsonPortal(make_data_json(3)) as portal:
         config = write_config(folder / "portals.toml", "city", "dcat-us", portal.url + "/data.json")
         assert invoke("harvest", "--config", str(config), "--db", str(folder / "c.duckdb")).exit_code == 0
     return folder
