@@ -248,6 +248,10 @@ def _is_loopback(host) -> bool:
 def _output_piped(monkeypatch):
     """A command's tables fit $COLUMNS (harvester.cli.output_width), which pytest-xdist's workers are given
     (80): a test reads a command's output as piped, as a serial run does, unless it sets COLUMNS itself."""
+    output_piped(monkeypatch)
+
+
+def output_piped(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
 
 
@@ -255,6 +259,10 @@ def _output_piped(monkeypatch):
 def _loopback_only(monkeypatch):
     """Tests talk to their own portals on 127.0.0.1, never to the network: a URL left
     pointing at a real host fails at once instead of waiting on a connection."""
+    loopback_only(monkeypatch)
+
+
+def loopback_only(monkeypatch):
     real = socket.getaddrinfo
 
     def guarded(host, *args, **kwargs):
@@ -307,7 +315,21 @@ def resolver(monkeypatch):
 @pytest.fixture(autouse=True)
 def _fast_cli_retries(monkeypatch):
     """CLI runs build their own client from the environment: keep retries quick."""
+    fast_cli_retries(monkeypatch)
+
+
+def fast_cli_retries(monkeypatch):
     monkeypatch.setenv("CIVICAT_HTTP_BACKOFF", "0.01")
+
+
+@contextmanager
+def as_in_a_test():
+    """For the block, what the autouse fixtures give each test (output piped, names resolved to loopback
+    only, quick CLI retries): a fixture of a module's or the session's scope is made before them."""
+    with pytest.MonkeyPatch.context() as patch:
+        for autouse in (output_piped, loopback_only, fast_cli_retries):
+            autouse(patch)
+        yield
 
 
 def left_beside(out) -> list[str]:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from catalog.read_copy import read_copy_path
 from catalog.records import RecordsLayout, safe_segment
 from catalog.store import Store, connect
 from harvester.cli import cli
-from tests.conftest import REPO, harvest_with_records, left_beside, writer_under_way
+from tests.conftest import REPO, as_in_a_test, harvest_with_records, left_beside, writer_under_way
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
 from tests.children import ended, line_of, run
@@ -70,16 +71,27 @@ def run_export(db, out, *options):
     return json.loads(result.stdout)   # (stderr: the warnings, e.g. of a portal the config does not name)
 
 
-@pytest.fixture
-def seattle(tmp_path):
-    """A harvested catalogue with the records of one real dataset (Seattle's 911 calls)."""
+@pytest.fixture(scope="module")
+def seattle_folder(tmp_path_factory):
+    """A folder as `civicat harvest --records` leaves it: a catalogue with the records of one real
+    dataset (Seattle's 911 calls), its read copy, lock, marker and validators; harvested once a
+    module (each worker's)."""
+    folder = tmp_path_factory.mktemp("seattle")
     view = load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")
     rows = load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
-    with SocrataPortal([discovery_entry(view)], records={ID: SodaTable.from_rows(rows)}) as portal:
-        db, result = harvest_with_records(tmp_path, "sea", "socrata", portal.url, [ID],
-                                          extra='domain = "data.example.org"\n')
+    with as_in_a_test(), SocrataPortal([discovery_entry(view)], records={ID: SodaTable.from_rows(rows)}) as portal:
+        _, result = harvest_with_records(folder, "sea", "socrata", portal.url, [ID],
+                                         extra='domain = "data.example.org"\n')
     assert result.exit_code == 0, result.output
-    return db
+    return folder
+
+
+@pytest.fixture
+def seattle(tmp_path, seattle_folder):
+    """A harvested catalogue with the records of one real dataset (Seattle's 911 calls): a copy of
+    seattle_folder's (the same catalogue, as a backup restored, in a folder of its own)."""
+    shutil.copytree(seattle_folder, tmp_path, dirs_exist_ok=True)
+    return tmp_path / "c.duckdb"
 
 
 def test_layout_and_manifest(tmp_path, seattle):

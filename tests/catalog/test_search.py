@@ -12,6 +12,7 @@ from catalog import search
 from catalog.store import Store
 from harvester.cli import cli
 from tests.catalog import fts_reference
+from tests.conftest import as_in_a_test, fast_client, new_store
 from tests.catalog.test_store import T0, record, stage_of
 from tests.portals.catalogues import harvest_data_json
 
@@ -41,11 +42,30 @@ SHELBYVILLE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def two_cities_harvested(tmp_path_factory, migrated_catalogue):
+    """The path of a closed catalogue of the two cities harvested (each a data.json portal), harvested
+    once a module (each worker's): 50 tests each harvested their own."""
+    path = tmp_path_factory.mktemp("two-cities") / "catalog.duckdb"
+    store = new_store(path, migrated_catalogue)
+    try:
+        with as_in_a_test():
+            harvest_data_json(store, fast_client(path.parent), {"springfield": ("Springfield", SPRINGFIELD),
+                                                                "shelbyville": ("Shelbyville", SHELBYVILLE)})
+    finally:
+        store.close()
+    return path
+
+
 @pytest.fixture
-def two_cities(store, http):
-    harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD),
-                                    "shelbyville": ("Shelbyville", SHELBYVILLE)})
-    return store
+def two_cities(tmp_path, two_cities_harvested):
+    """The Store of a catalogue of the two cities harvested: a copy of two_cities_harvested's, an
+    identity of its own (as new_store gives a new catalogue), the fts extension's stemmer loaded on
+    its connection as the harvest's index build left it on the harvesting Store's."""
+    s = new_store(tmp_path / "catalog.duckdb", two_cities_harvested)
+    search.load_fts(s.con)
+    yield s
+    s.close()
 
 
 def find(store, text, **options):

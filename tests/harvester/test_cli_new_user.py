@@ -2,6 +2,7 @@
 formats as a comma list, `-V` and `help`, the offline demo's catalogue pulled from the default
 config's live portals. Each said plainly, before anything is done."""
 import json
+import shutil
 import sqlite3
 
 import duckdb
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from catalog.read_copy import read_copy_path
 from harvester.cli import cli
+from tests.conftest import as_in_a_test
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.portals.synth import make_data_json
@@ -98,12 +100,23 @@ def test_a_db_that_is_a_duckdb_file_or_none_is_still_harvested(tmp_path, portal)
     assert read_copy_path(db).exists()
 
 
+@pytest.fixture(scope="module")
+def harvested_folder(tmp_path_factory):
+    """A folder as `civicat harvest` of one portal (make_data_json(3)) leaves it, harvested once a
+    module (each worker's)."""
+    folder = tmp_path_factory.mktemp("harvested")
+    with as_in_a_test(), DataJsonPortal(make_data_json(3)) as portal:
+        config = write_config(folder / "portals.toml", "city", "dcat-us", portal.url + "/data.json")
+        assert invoke("harvest", "--config", str(config), "--db", str(folder / "c.duckdb")).exit_code == 0
+    return folder
+
+
 @pytest.fixture
-def harvested(tmp_path, portal):
-    config = write_config(tmp_path / "portals.toml", "city", "dcat-us", portal.url + "/data.json")
-    db = tmp_path / "c.duckdb"
-    assert invoke("harvest", "--config", str(config), "--db", str(db)).exit_code == 0
-    return db, config
+def harvested(tmp_path, portal, harvested_folder):
+    """A catalogue of one harvested portal (a copy of harvested_folder's: the same catalogue, as a backup
+    restored, in a folder of its own); its config, naming `portal`, which serves what it was harvested from."""
+    shutil.copytree(harvested_folder, tmp_path, dirs_exist_ok=True)
+    return tmp_path / "c.duckdb", write_config(tmp_path / "portals.toml", "city", "dcat-us", portal.url + "/data.json")
 
 
 @pytest.mark.parametrize("formats", [["--format", "parquet,data.json"], ["--format", "data.json, parquet"],

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
-from tests.conftest import harvest_with_records
+from tests.conftest import as_in_a_test, harvest_with_records
 from tests.harvester.test_cli import invoke, write_config
 from tests.portals.base import RawBody
 from tests.portals.dcat import DataJsonPortal
@@ -29,10 +29,12 @@ def widest(text: str) -> int:
     return max(map(len, text.splitlines()))
 
 
-@pytest.fixture
-def failed_night(tmp_path):
-    """A catalogue of one good harvest and one failed (its portal answered HTML), its runs as --json gives them."""
-    with DataJsonPortal(make_data_json(7)) as portal:
+@pytest.fixture(scope="module")
+def failed_night(tmp_path_factory):
+    """A catalogue of one good harvest and one failed (its portal answered HTML), its runs as --json gives them;
+    made once a module (each worker's), its tests only read it."""
+    tmp_path = tmp_path_factory.mktemp("failed-night")
+    with as_in_a_test(), DataJsonPortal(make_data_json(7)) as portal:
         config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
         db = str(tmp_path / "c.duckdb")
         harvested = shown(["harvest", "--config", config, "--db", db], 80)
