@@ -1205,9 +1205,15 @@ def publish_read_copy(db_path: Path, *, if_stale: bool = False, checked: os.stat
     SIGTERM), whose cleanup stays short: the next writer publishes it before it opens the
     catalogue (`if_stale`: when the copy is not of the catalogue's last write). Returns why the
     copy was not made when it was for want of room (its file system short of a copy, or full), else None.
-    `checked`: the file the writer checked or wrote (catalog.read_copy.publish's)."""
+    `checked`: the file the writer checked or wrote (catalog.read_copy.publish's); another at the path now (a
+    backup put back as the writer ran) is CatalogueReplaced: what the writer wrote went into the file it
+    replaced (until session 45 overlap, and a writer whose checkpoints all worked, exited 0, a warning said)."""
     from catalog.read_copy import is_current, publish
+    from catalog.store import CatalogueReplaced, how_replaced
 
+    if why := how_replaced(db_path, checked):
+        raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue: what this run "
+                                "wrote went into the file that was there, not into that one")
     no_room: list[str] = []
     if not stop_requested() and not (if_stale and is_current(db_path)):
         published = publish(db_path, no_room=no_room.append, checked=checked)
@@ -1827,7 +1833,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
     Its history is kept. A portal is never dropped by a harvest (another config, or --portal, must not drop
     it): retire it once it is gone for good. Exit 2: the portal is still in the config,
     or the catalogue holds no live dataset of it."""
-    from catalog.store import Store
+    from catalog.store import CatalogueReplaced, Store
     from harvester.pipeline import portals_not_in_config, retire_portal
 
     configured = [p.id for p in read_config(config_path).portals]
@@ -1851,6 +1857,8 @@ def retire(portal_id, wait, db_path, config_path, as_json):
         finally:
             store.close()
         copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
+    except CatalogueReplaced as exc:   # (its close's checkpoint failed, a backup put back meanwhile: harvest's)
+        raise replaced_as_it_ran(lock, exc) from None
     finally:
         lock.release()
     if as_json:
@@ -2127,7 +2135,7 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         with pandas_kept_out():
             return echo_saved_group(group_id, show_pairs, db_path, as_json)
     from catalog import overlap as detector
-    from catalog.store import connect
+    from catalog.store import CatalogueReplaced, connect
 
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
@@ -2152,7 +2160,11 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
                              "ORDER BY score DESC, uid_a, uid_b").fetchall() if as_json else []
         shown = ShownUids(con)
         con.close()
-        copy_not_made = publish_read_copy(db_path)
+        # (only of the file this run checked and wrote: another put at the path as it ran is neither copied nor
+        # taken for stored groups; until session 45 it was published as the read copy, and the run exited 0)
+        copy_not_made = publish_read_copy(db_path, checked=lock.checked_file)
+    except CatalogueReplaced as exc:
+        raise replaced_as_it_ran(lock, exc) from None
     finally:
         con.close()
         lock.release()

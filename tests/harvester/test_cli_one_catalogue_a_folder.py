@@ -903,6 +903,29 @@ def test_a_file_put_in_the_catalogue_s_place_after_the_writer_s_check_is_never_c
         assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
 
 
+def backup_of(db):
+    """A backup of the catalogue `db` at rest (last night's, say), beside its folder; and its bytes' digest."""
+    backup = db.parent.parent / "backup.duckdb"
+    shutil.copyfile(db, backup)
+    return backup, hashlib.sha256(backup.read_bytes()).hexdigest()
+
+
+def put_back_as_a_checkpoint_fails(monkeypatch, db, backup) -> list:
+    """Every store's checkpoints made to fail (DuckDB's own abort flag: the catalogue invalidated, to be
+    attached again), and `backup` put back over `db` by a process of its own as the first fails; what that
+    process said, appended to the list returned."""
+    from tests.catalog.test_store import put_in_its_place_once_invalidated
+
+    opened = Store.__init__
+
+    def opened_to_fail_its_checkpoints(self, *args, **kwargs):
+        opened(self, *args, **kwargs)
+        self.con.execute("SET debug_checkpoint_abort = 'before_header'")
+
+    monkeypatch.setattr(Store, "__init__", opened_to_fail_its_checkpoints)
+    return put_in_its_place_once_invalidated(monkeypatch, db, backup)
+
+
 def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_and_writes_nothing_there(
         tmp_path, portal, config, monkeypatch):
     """A harvest's checkpoint fails (DuckDB's own abort flag here: the catalogue invalidated), so the
@@ -911,25 +934,75 @@ def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_
     night's log replayed into it, the checkpoint written there. Now the harvest exits 2 saying the file was
     replaced, the backup byte for byte as it was put there."""
 
-    from tests.catalog.test_store import put_in_its_place_once_invalidated
-
     db = tmp_path / "data" / "c.duckdb"
     assert harvest(config, db).exit_code == 0
-    backup = tmp_path / "backup.duckdb"
-    shutil.copyfile(db, backup)   # (the catalogue at rest: a backup of last night's)
-    restored = hashlib.sha256(backup.read_bytes()).hexdigest()
-    opened = Store.__init__
-
-    def opened_to_fail_its_checkpoints(self, *args, **kwargs):
-        opened(self, *args, **kwargs)
-        self.con.execute("SET debug_checkpoint_abort = 'before_header'")
-
-    monkeypatch.setattr(Store, "__init__", opened_to_fail_its_checkpoints)
-    put_back = put_in_its_place_once_invalidated(monkeypatch, db, backup)
+    backup, restored = backup_of(db)
+    put_back = put_back_as_a_checkpoint_fails(monkeypatch, db, backup)
     result = harvest(config, db, "--full")
     assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
     assert result.exit_code == 2, result.output
     said = " ".join(result.output.split())
     assert (f"{db} was replaced by another file after this run opened it as the catalogue (found as it was to be "
             "attached again): that file was not written; this run stopped there") in said, said
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+
+
+REPLACED_AS_IT_RAN = ("{db} was replaced by another file after this run {when}; this run stopped there: run again once "
+                      "the file at that path is the catalogue to write, or give --db a path of its own")
+
+
+def test_a_retire_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_as_a_harvest_does(
+        tmp_path, portal, config, monkeypatch):
+    """`retire` writes through the store as `harvest` and `records` do: its close's checkpoint failing, a backup put
+    back over the catalogue meanwhile, the store refuses that file (CatalogueReplaced). On main (session 45's s45
+    merged) harvest and records said so, exit 2, but retire ended in a traceback (exit 1). Now exit 2 with the same
+    message, the backup as it was put there."""
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    other = tmp_path / "other.toml"   # (sea taken out of the config: retired)
+    other.write_text(config.read_text().replace('id = "sea"', 'id = "elsewhere"'))
+    backup, restored = backup_of(db)
+    put_back = put_back_as_a_checkpoint_fails(monkeypatch, db, backup)
+    result = invoke("retire", "sea", "--config", str(other), "--db", str(db))
+    assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    said = " ".join(result.output.split())
+    assert REPLACED_AS_IT_RAN.format(db=db, when="opened it as the catalogue (found as it was to be attached "
+                                                  "again): that file was not written") in said, said
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+
+
+def test_an_overlap_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_and_publishes_no_copy_of_it(
+        tmp_path, portal, config, monkeypatch):
+    """`overlap` writes its groups through a connection of its own (no store): a backup put back over the catalogue
+    as it stores them (a real process renaming it there) took the groups' place. On main (s45 merged) the run
+    exited 0 saying the groups were stored, and published the backup as the catalogue's read copy. Now exit 2
+    with harvest's message, the read copy left as the last writer made it, the backup untouched."""
+    import subprocess
+    import sys
+
+    from catalog import overlap as detector
+    from catalog.read_copy import read_copy_path
+    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
+
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    copy = read_copy_path(db).read_bytes()
+    backup, restored = backup_of(db)
+    saved, ran = detector.save, []
+
+    def saved_as_a_backup_is_put_back(con, result):
+        saved(con, result)
+        done = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(backup)],
+                              capture_output=True, text=True, timeout=120)
+        ran.append((done.returncode, done.stdout.strip(), done.stderr))
+
+    monkeypatch.setattr(detector, "save", saved_as_a_backup_is_put_back)
+    result = invoke("overlap", "--db", str(db))
+    assert ran == [(0, "replaced", "")], (ran, result.output, repr(result.exception))
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    said = " ".join(result.output.split())
+    assert REPLACED_AS_IT_RAN.format(db=db, when="checked it was the catalogue: what this run wrote went into the "
+                                                  "file that was there, not into that one") in said, said
+    assert read_copy_path(db).read_bytes() == copy   # (main: a copy of the backup)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
