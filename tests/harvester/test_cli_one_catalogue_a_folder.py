@@ -926,6 +926,16 @@ def put_back_as_a_checkpoint_fails(monkeypatch, db, backup) -> list:
     return put_in_its_place_once_invalidated(monkeypatch, db, backup)
 
 
+def said_replaced(result, db, when: str) -> str:
+    """What a writer whose catalogue file `db` was replaced as it ran said (its output, one space a gap), checked to
+    be harvest's refusal (cli.replaced_as_it_ran): the file named, `when` it was found, what to do."""
+    said = " ".join(result.output.split())
+    assert f"{db} was replaced by another file after this run {when}" in said, said
+    assert said.endswith("; this run stopped there: run again once the file at that path is the catalogue to write, "
+                         "or give --db a path of its own"), said
+    return said
+
+
 def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_and_writes_nothing_there(
         tmp_path, portal, config, monkeypatch):
     """A harvest's checkpoint fails (DuckDB's own abort flag here: the catalogue invalidated), so the
@@ -941,14 +951,42 @@ def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_
     result = harvest(config, db, "--full")
     assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
     assert result.exit_code == 2, result.output
-    said = " ".join(result.output.split())
-    assert (f"{db} was replaced by another file after this run opened it as the catalogue (found as it was to be "
-            "attached again): that file was not written; this run stopped there") in said, said
+    said_replaced(result, db, "opened it as the catalogue (found as it was to be attached again): that file was not "
+                              "written")
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
 
 
-REPLACED_AS_IT_RAN = ("{db} was replaced by another file after this run {when}; this run stopped there: run again once "
-                      "the file at that path is the catalogue to write, or give --db a path of its own")
+def test_the_log_of_a_harvest_whose_catalogue_is_put_back_from_a_backup_is_set_aside_never_replayed_into_it(
+        tmp_path, portal, config, monkeypatch):
+    """DuckDB names a database's write-ahead log by its path alone: a harvest that found its catalogue replaced by
+    a backup (as its checkpoint failed) left its log, what it committed since its last checkpoint, at
+    `c.duckdb.wal` beside the backup. On main (s45 merged) the next open of the path, a read-only one too, replayed
+    it into the backup (the night's writes the backup was put back to undo: a second run in it; a backup older
+    than the run's last checkpoint does not open at all then, DuckDB's "Failure while replaying WAL"). Now that log
+    is renamed aside and said; the backup reads as it was put back, and the next harvest adds only its own run."""
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    backup, restored = backup_of(db)
+    put_back = put_back_as_a_checkpoint_fails(monkeypatch, db, backup)
+    result = harvest(config, db, "--full")
+    assert (put_back, result.exit_code) == ([(0, "replaced", "")], 2), (put_back, result.output)
+    monkeypatch.undo()
+    aside = list(db.parent.glob("c.duckdb.wal.of-a-replaced-file-*"))
+    assert not (db.parent / "c.duckdb.wal").exists()   # (main: this run's log, 2,840 bytes)
+    assert len(aside) == 1 and aside[0].stat().st_size > 0, aside
+    said = said_replaced(result, db, "opened it as the catalogue (found as it was to be attached again): that file "
+                                     "was not written")
+    assert (f"this run's log (what it wrote since its last checkpoint) was moved to {aside[0]}, where no open of "
+            "that path replays it into the file there; this run stopped there") in said, said
+
+    def runs():
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute("SELECT count(*) FROM harvest_runs").fetchone()[0]
+
+    assert runs() == 1   # (main: 2, the failed run's replayed into the backup)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+    assert harvest(config, db).exit_code == 0
+    assert runs() == 2   # (main: 3)
 
 
 def test_a_retire_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_as_a_harvest_does(
@@ -966,9 +1004,8 @@ def test_a_retire_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_a
     result = invoke("retire", "sea", "--config", str(other), "--db", str(db))
     assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
     assert result.exit_code == 2, (result.output, repr(result.exception))
-    said = " ".join(result.output.split())
-    assert REPLACED_AS_IT_RAN.format(db=db, when="opened it as the catalogue (found as it was to be attached "
-                                                  "again): that file was not written") in said, said
+    said_replaced(result, db, "opened it as the catalogue (found as it was to be attached again): that file was not "
+                              "written")
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
 
 
@@ -1001,8 +1038,7 @@ def test_an_overlap_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2
     result = invoke("overlap", "--db", str(db))
     assert ran == [(0, "replaced", "")], (ran, result.output, repr(result.exception))
     assert result.exit_code == 2, (result.output, repr(result.exception))
-    said = " ".join(result.output.split())
-    assert REPLACED_AS_IT_RAN.format(db=db, when="checked it was the catalogue: what this run wrote went into the "
-                                                  "file that was there, not into that one") in said, said
+    said_replaced(result, db, "checked it was the catalogue: what this run wrote went into the file that was there, "
+                              "not into that one")
     assert read_copy_path(db).read_bytes() == copy   # (main: a copy of the backup)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
