@@ -391,10 +391,11 @@ def tab_separated_field(value) -> str:
 
 
 def echo_tab_separated(rows: list[list], columns: list[str]) -> None:
-    """`sql`'s rows piped (to a file, cut, sort, a TSV reader, `column -t -s $'\t'`), as mysql prints them when its
-    output is no terminal: the column names, then a row a line, its values a tab apart, never padded, a value's
-    tab or line break escaped (tab_separated_field). Until session 45 piped `sql` printed the terminal's table:
-    middle columns padded to their widest value, and a value's line breaks kept, a row over several lines."""
+    """`sql`'s rows piped, and `overlap`'s groups (to a file, cut, sort, a TSV reader, `column -t -s $'\t'`), as mysql
+    prints them when its output is no terminal: the column names, then a row a line, its values a tab apart, never
+    padded, a value's tab or line break escaped (tab_separated_field). Until session 45 piped `sql` printed the
+    terminal's table: middle columns padded to their widest value, and a value's line breaks kept, a row over
+    several lines."""
     lines = ("\t".join(map(tab_separated_field, row)) for row in [columns, *rows])
     for batch in iter(lambda: list(itertools.islice(lines, 1000)), []):
         click.echo("\n".join(batch))
@@ -2261,7 +2262,9 @@ def db_named(db_path: Path) -> str:
 
 def echo_overlap_groups(groups: list[dict]) -> None:
     """The groups as a table that fits the terminal (its examples, a title of each city first, cut to the
-    width)."""
+    width); piped, as `sql` pipes its rows (echo_tab_separated: a row a line, its values a tab apart, never
+    padded, for `cut -f`, `awk -F'\t'`, a TSV reader; until session 45 the terminal's table, its label padded to the
+    widest, which `cut` and a TSV reader took for the label)."""
     width = output_width()
     # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
     # label takes up to half of what the number columns leave (it says what the group is), the examples the rest;
@@ -2275,7 +2278,10 @@ def echo_overlap_groups(groups: list[dict]) -> None:
              fitted(one_title_a_city(g["members"]), room) if width is not None else piped_examples(g)]
             for g in groups]
     headers = ["group", "label", "datasets", "cities", "examples"]
-    click.echo(table_text(rows, headers) if width is not None else _piped_table(rows, headers, alone=4))
+    if width is None:
+        echo_tab_separated(rows, headers)
+    else:
+        click.echo(table_text(rows, headers))
 
 
 def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path) -> None:
