@@ -28,7 +28,8 @@ import duckdb
 import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
-from catalog.links import DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXT_LISTS, RECORD_TEXTS, COLUMN_TEXTS, maybe_secret_sql
+from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, DISTRIBUTION_TEXTS, RECORD_LINKS, RECORD_TEXT_LISTS,
+                           RECORD_TEXTS, maybe_secret_sql)
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
 from catalog.versions import CatalogueTooNew, newer_migrations, shipped_migrations
 from catalog.stage import (
@@ -1134,8 +1135,8 @@ class Store:
     def maybe_publishing_secrets(self, portal_id: str) -> list[dict]:
         """The portal's datasets not deleted of which a link or a text an export publishes may hold a
         secret (catalog.links.maybe_secret_sql: most are passed by in SQL), by uid, each as a record of
-        those fields (its uid, source id, links, texts and keywords, its distributions' links and its columns'
-        texts, by position) that catalog.links.secret_links reads."""
+        those fields (its uid, source id, links, texts, keywords and themes, its distributions' links and texts
+        and its columns' texts, by position) that catalog.links.secret_links reads."""
         def any_of(columns, text=False, texts=False) -> str:
             return " OR ".join(maybe_secret_sql(c, text, texts) for c in columns)
 
@@ -1148,7 +1149,8 @@ class Store:
                 SELECT uid FROM datasets WHERE portal_id = $portal AND deleted_at IS NULL
                     AND ({any_of(RECORD_LINKS)} OR {any_of(RECORD_TEXTS, text=True)}
                          OR {any_of(RECORD_TEXT_LISTS, texts=True)})
-                UNION SELECT dataset_uid FROM distributions WHERE {its_own} AND ({any_of(DISTRIBUTION_LINKS)})
+                UNION SELECT dataset_uid FROM distributions WHERE {its_own}
+                    AND ({any_of(DISTRIBUTION_LINKS)} OR {any_of(DISTRIBUTION_TEXTS, text=True)})
                 UNION SELECT dataset_uid FROM columns WHERE {its_own} AND ({any_of(COLUMN_TEXTS, text=True)})""",
                 {"portal": portal_id, **bounds}).fetchall()]
             if not maybe:   # (a portal's usual night)
@@ -1157,7 +1159,8 @@ class Store:
             # subquery gathered every column of the catalogue, 1.5 million at 100,000 datasets, for a few)
             found = self.con.execute(f"""
                 WITH x AS (SELECT dataset_uid AS uid, list(struct_pack({
-                               ", ".join(f'"{c}" := "{c}"' for c in DISTRIBUTION_LINKS)}) ORDER BY position) AS links
+                               ", ".join(f'"{c}" := "{c}"' for c in DISTRIBUTION_LINKS + DISTRIBUTION_TEXTS)})
+                               ORDER BY position) AS links
                            FROM distributions WHERE {its_own} AND dataset_uid IN (SELECT unnest($maybe))
                            GROUP BY dataset_uid),
                      c AS (SELECT dataset_uid AS uid, list(struct_pack({

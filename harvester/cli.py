@@ -2068,7 +2068,9 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         empty = None if hits else _no_dataset(con, db_path)
         if hits:   # (every uid as printed: ShownUids; a title's links as an export gives them)
             shown = ShownUids(con)
-            hits = [{**h, "uid": shown(h["uid"]), "title": redacted_text(h["title"])} for h in hits]
+            hits = [{**h, "uid": shown(h["uid"]), "title": redacted_text(h["title"]),
+                     "themes": [redacted_text(t) for t in h["themes"]] if h.get("themes") else h.get("themes")}
+                    for h in hits]
     except catalogue_search.SearchIndexMissing as exc:   # (no harvest yet: nothing to search, said as such)
         hits, empty = [], _no_dataset(con, db_path)
         if empty is None:
