@@ -133,9 +133,11 @@ def _texts(values, limit: int) -> list[str]:
 
 
 def _contact(row: dict, defaults: PortalDefaults, publisher: str | None) -> dict | None:
-    email = next((e for e in (row["contact_email"], defaults.contact_email)
+    # (the portal's contact read for links as its description is: an email is any text with an '@', a password's
+    # link too; one whose key was redacted is no email, the config's then)
+    email = next((e for e in (redacted_text(row["contact_email"]), defaults.contact_email)
                   if e and EMAIL.match("mailto:" + e.strip())), None)
-    name = (row["contact_name"] or "").strip() or (defaults.contact_name or "").strip() or publisher
+    name = (redacted_text(row["contact_name"]) or "").strip() or (defaults.contact_name or "").strip() or publisher
     if not email or not name:
         return None
     return {"@type": "vcard:Contact", "fn": name, "hasEmail": "mailto:" + email.strip()}
@@ -158,21 +160,22 @@ def _distribution(item: dict) -> dict | None:
     if "mediaType" not in out and MEDIA_TYPE.match(media_type):
         out["mediaType"] = media_type
     if (item["format"] or "").strip():
-        out["format"] = item["format"].strip()
+        out["format"] = redacted_text(item["format"]).strip()   # (its texts' links, as a dataset's)
     if (item["title"] or "").strip():
-        out["title"] = item["title"].strip()
+        out["title"] = redacted_text(item["title"]).strip()
     return out
 
 
 def dataset_entry(row: dict, defaults: PortalDefaults) -> tuple[dict | None, list[str]]:
     """The DCAT-US dataset of a catalogue row, or None and why it cannot be one."""
     reasons = []
-    publisher = (row["publisher"] or "").strip() or (defaults.publisher or "").strip() or (row["city"] or "").strip()
+    publisher = ((redacted_text(row["publisher"]) or "").strip() or (defaults.publisher or "").strip()
+                 or (row["city"] or "").strip())
     if not publisher:
         reasons.append("no publisher (none harvested, no config publisher or city)")
     # (a keyword's links redacted before it is cut: cut, a key's link may no longer read as one)
-    keywords = (_texts([redacted_text(k) for k in row["keywords"] or []], MAX_KEYWORDS)
-                or _texts(row["themes"], MAX_KEYWORDS))
+    themes = [redacted_text(t) for t in row["themes"] or []]
+    keywords = _texts([redacted_text(k) for k in row["keywords"] or []], MAX_KEYWORDS) or _texts(themes, MAX_KEYWORDS)
     if not keywords:
         reasons.append("no keyword or theme")
     modified = iso(row["modified"])
@@ -205,10 +208,10 @@ def dataset_entry(row: dict, defaults: PortalDefaults) -> tuple[dict | None, lis
                                or PERIODICITY.match(row["accrual_periodicity"] or "") else None),
         "license": uri(row["license"]),
         "landingPage": uri(row["landing_page"]),
-        "spatial": (row["spatial"] or "").strip() or None,
+        "spatial": (redacted_text(row["spatial"]) or "").strip() or None,
         "temporal": (f"{iso(row['temporal_start'])}/{iso(row['temporal_end'])}"
                      if row["temporal_start"] and row["temporal_end"] else None),
-        "theme": _texts(row["themes"], 10000) or None,
+        "theme": _texts(themes, 10000) or None,
         "distribution": [d for d in map(_distribution, row["distributions"] or []) if d] or None,
     }
     entry.update({k: v for k, v in optional.items() if v is not None})

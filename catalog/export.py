@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
-from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXT_LISTS, RECORD_TEXTS, exported_uids,
-                           maybe_secret_sql, redacted, redacted_text)
+from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, DISTRIBUTION_TEXTS, RECORD_LINKS, RECORD_TEXT_LISTS,
+                           RECORD_TEXTS, exported_uids, maybe_secret_sql, redacted, redacted_text)
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
@@ -77,8 +77,8 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
 # them as the portal published them
 REDACTED_LINKS = {"datasets": RECORD_LINKS, "distributions": DISTRIBUTION_LINKS}
 # the texts exported with the links they paste redacted (a description's `https://…?api_key=…`), and the lists of
-# texts (keywords), each of theirs
-REDACTED_TEXTS = {"datasets": RECORD_TEXTS, "columns": COLUMN_TEXTS}
+# texts (keywords, themes), each of theirs
+REDACTED_TEXTS = {"datasets": RECORD_TEXTS, "distributions": DISTRIBUTION_TEXTS, "columns": COLUMN_TEXTS}
 REDACTED_TEXT_LISTS = {"datasets": RECORD_TEXT_LISTS}
 # the columns naming a dataset by its uid, exported as exported_uids gives it (a source id holding a secret:
 # a data.json's identifier, a URL, is its dataset's source id); the datasets' source_id with them

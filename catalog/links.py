@@ -348,9 +348,11 @@ def _link_alone(found: str) -> str:
 
 
 def _may_paste_a_link(text: str) -> bool:
-    """Whether `text` may paste a link holding a secret: a query ('?'), an '@' (a password before a host),
-    or a fragment holding a parameter ('#' and '='). Most texts hold none."""
-    return "?" in text or "@" in text or ("#" in text and "=" in text)
+    """Whether `text` may paste a link holding a secret: a query ('?'), an '@' after a '//' (a password before a
+    host: _password_at reads one only after its '//'), or a fragment holding a parameter ('#' and '='). Most texts
+    hold none; an email address, every contact_email (read since f45, session 45), holds no '//' (a plain '@' sent
+    each through the reading of its links: 25 µs an address, 2.5 s of a harvest's mapping at 100,000 datasets)."""
+    return "?" in text or ("@" in text and "//" in text) or ("#" in text and "=" in text)
 
 
 def _links_at(text: str) -> list[tuple[int, int]]:
@@ -412,18 +414,26 @@ def _redacted_text(text: str) -> str:
 # identifier too, often a URL (a data.json's `identifier`: a landing page, an API's address)
 RECORD_LINKS = ("identifier", "landing_page", "license")
 DISTRIBUTION_LINKS = ("download_url", "access_url")
-# the texts of a record, and of each of its columns, whose links an export publishes: its title too, and each of
-# its keywords (a list of texts), which an export publishes and every command prints as it does a description
-# (a title or a keyword pasting `https://…?api_key=…` was exported and printed as published until session 45)
-RECORD_TEXTS = ("title", "description")
-RECORD_TEXT_LISTS = ("keywords",)
+# the texts of a record, of each of its distributions and of each of its columns, whose links an export publishes:
+# its title too, and each of its keywords and themes (lists of texts), its publisher and contact (a contact email
+# is any text with an '@': `https://user:pw@host/?token=…` passes), its spatial text, a distribution's title,
+# format and media type, which an export publishes and the commands print as they do a description (a title or a
+# keyword pasting `https://…?api_key=…` was exported and printed as published until session 45, the others until
+# f45). Not read: a record's periodicity and access level (an ISO 8601 duration, one of three words: anything
+# else is left out, catalog.record), its asset type (civicat's words, a CKAN type made [a-z0-9_]); a column's
+# name and field name (the names of the records' columns in their Parquet files and profiles, which keep them as
+# the portal published them: one redacted here would name no column there)
+RECORD_TEXTS = ("title", "description", "publisher", "contact_name", "contact_email", "spatial")
+RECORD_TEXT_LISTS = ("keywords", "themes")
+DISTRIBUTION_TEXTS = ("title", "format", "media_type")
 COLUMN_TEXTS = ("description",)
 
 
 def secret_links(record: dict) -> list[tuple[str, list[str]]]:
     """(field, the secrets its link holds) for each link of `record` that holds one, and each text
-    whose links do (`title`, `description`, a keyword), its keywords', distributions' and columns' named by
-    position (`keywords[1]`, `distributions[2].download_url`, `columns[0].description`)."""
+    whose links do (`title`, `description`, `publisher`, a keyword, a theme, a distribution's `title`), its
+    keywords', themes', distributions' and columns' named by position (`keywords[1]`, `themes[0]`,
+    `distributions[2].download_url`, `distributions[2].title`, `columns[0].description`)."""
     # (a field named only when it holds a secret: a harvest reads ~20 a dataset, 15 of them its columns')
     found = [(name, secrets) for name in RECORD_LINKS if (secrets := secrets_of(record.get(name)))]
     found += [(name, secrets) for name in RECORD_TEXTS if (secrets := secrets_in_text(record.get(name)))]
@@ -435,6 +445,8 @@ def secret_links(record: dict) -> list[tuple[str, list[str]]]:
         if isinstance(distribution, dict):
             found += [(f"distributions[{position}].{name}", secrets) for name in DISTRIBUTION_LINKS
                       if (secrets := secrets_of(distribution.get(name)))]
+            found += [(f"distributions[{position}].{name}", secrets) for name in DISTRIBUTION_TEXTS
+                      if (secrets := secrets_in_text(distribution.get(name)))]
     for position, column in enumerate(record.get("columns") or []):
         if isinstance(column, dict):
             for name in COLUMN_TEXTS:
@@ -466,7 +478,8 @@ def _maybe_secret_sql(value: str, text: bool) -> str:
 
 def is_text(field_name: str) -> bool:
     """Whether secret_links' `field_name` is a text (its links hold the secret), not a link."""
-    return field_name.rpartition(".")[2].partition("[")[0] in RECORD_TEXTS + RECORD_TEXT_LISTS + COLUMN_TEXTS
+    return field_name.rpartition(".")[2].partition("[")[0] in (RECORD_TEXTS + RECORD_TEXT_LISTS + DISTRIBUTION_TEXTS
+                                                                 + COLUMN_TEXTS)
 
 
 def exported_uids(con) -> dict[str, str]:

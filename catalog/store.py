@@ -28,7 +28,8 @@ import duckdb
 import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
-from catalog.links import DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXT_LISTS, RECORD_TEXTS, COLUMN_TEXTS, maybe_secret_sql
+from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, DISTRIBUTION_TEXTS, RECORD_LINKS, RECORD_TEXT_LISTS,
+                           RECORD_TEXTS, maybe_secret_sql)
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
 from catalog.versions import CatalogueTooNew, newer_migrations, shipped_migrations
 from catalog.stage import (
@@ -1030,6 +1031,10 @@ class Store:
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
         self._invalidated = False   # by a checkpoint that failed: attached again before any use
         self._invalidated_by = ""   # that checkpoint's error
+        # the catalogue's write-ahead log as this process last held it open (_note_log): where the catalogue is
+        # found replaced, the log at the path is this run's only when it is that file (_set_aside_log)
+        self._log_held: os.stat_result | None = None
+        self._log_set_aside: str | None = None   # (what _set_aside_log said, once it has)
         # the last checkpoint's failure for want of room (a DiskFull naming the file and the disk), None
         # once one is written: the writer says it, what it committed being in the log alone till then
         self.checkpoint_found_no_room: OSError | None = None
@@ -1130,8 +1135,8 @@ class Store:
     def maybe_publishing_secrets(self, portal_id: str) -> list[dict]:
         """The portal's datasets not deleted of which a link or a text an export publishes may hold a
         secret (catalog.links.maybe_secret_sql: most are passed by in SQL), by uid, each as a record of
-        those fields (its uid, source id, links, texts and keywords, its distributions' links and its columns'
-        texts, by position) that catalog.links.secret_links reads."""
+        those fields (its uid, source id, links, texts, keywords and themes, its distributions' links and texts
+        and its columns' texts, by position) that catalog.links.secret_links reads."""
         def any_of(columns, text=False, texts=False) -> str:
             return " OR ".join(maybe_secret_sql(c, text, texts) for c in columns)
 
@@ -1144,7 +1149,8 @@ class Store:
                 SELECT uid FROM datasets WHERE portal_id = $portal AND deleted_at IS NULL
                     AND ({any_of(RECORD_LINKS)} OR {any_of(RECORD_TEXTS, text=True)}
                          OR {any_of(RECORD_TEXT_LISTS, texts=True)})
-                UNION SELECT dataset_uid FROM distributions WHERE {its_own} AND ({any_of(DISTRIBUTION_LINKS)})
+                UNION SELECT dataset_uid FROM distributions WHERE {its_own}
+                    AND ({any_of(DISTRIBUTION_LINKS)} OR {any_of(DISTRIBUTION_TEXTS, text=True)})
                 UNION SELECT dataset_uid FROM columns WHERE {its_own} AND ({any_of(COLUMN_TEXTS, text=True)})""",
                 {"portal": portal_id, **bounds}).fetchall()]
             if not maybe:   # (a portal's usual night)
@@ -1153,7 +1159,8 @@ class Store:
             # subquery gathered every column of the catalogue, 1.5 million at 100,000 datasets, for a few)
             found = self.con.execute(f"""
                 WITH x AS (SELECT dataset_uid AS uid, list(struct_pack({
-                               ", ".join(f'"{c}" := "{c}"' for c in DISTRIBUTION_LINKS)}) ORDER BY position) AS links
+                               ", ".join(f'"{c}" := "{c}"' for c in DISTRIBUTION_LINKS + DISTRIBUTION_TEXTS)})
+                               ORDER BY position) AS links
                            FROM distributions WHERE {its_own} AND dataset_uid IN (SELECT unnest($maybe))
                            GROUP BY dataset_uid),
                      c AS (SELECT dataset_uid AS uid, list(struct_pack({
@@ -1506,6 +1513,7 @@ class Store:
                 if self._invalidated:   # (the retry: attached again with MERGE_MEMORY_LIMIT's room)
                     self._reattach()
                 try:
+                    self._note_log()   # (a failed CHECKPOINT closes the log: known as this run's before it)
                     self.con.execute("CHECKPOINT")
                 except duckdb.Error as exc:
                     self._note_invalidated(exc)
@@ -1537,6 +1545,7 @@ class Store:
         its wait, the store knows it detached: its next use attaches it or fails (see con). The
         statements of the store's cursors wait meanwhile, and it waits for theirs (_Gate)."""
         with self._gate.exclusive(self._stop, "detached and attached again"), self._attach_lock:
+            self._note_log()
             side = self._con.cursor()   # (in the in-memory database: the connection's USE fails on it)
             try:
                 side.execute(f"DETACH DATABASE IF EXISTS {CATALOGUE}")   # (already, by a failed attempt)
@@ -1610,11 +1619,47 @@ class Store:
         self._invalidated = False
 
     def _refuse_a_replacement(self, when: str) -> None:
-        """CatalogueReplaced where the file at the path is no longer the one attached (attached_file)."""
+        """CatalogueReplaced where the file at the path is no longer the one attached (attached_file); this
+        run's log, left at the path, set aside first (_set_aside_log)."""
         why = how_replaced(self.db_path, self.attached_file)
         if why:
             raise CatalogueReplaced(f"{self.db_path} was {why} after this run opened it as the catalogue (found as "
-                                    f"it {when}): that file was not written")
+                                    f"it {when}): that file was not written" + self._set_aside_log())
+
+    def _note_log(self) -> None:
+        """The catalogue's log remembered (_log_held) while this process holds it open: DuckDB's, of the file
+        attached (a checkpoint that fails closes it, and detaching the catalogue does)."""
+        try:
+            log_file = os.stat(self.db_path.with_name(self.db_path.name + ".wal"))
+        except OSError:
+            return
+        if open_here(log_file):
+            self._log_held = log_file
+
+    def _set_aside_log(self) -> str:
+        """This run's write-ahead log (what it committed since its last checkpoint), left at the path beside
+        the file that replaced the catalogue there (DuckDB names a database's log by its path alone), renamed
+        `<name>.wal.of-a-replaced-file-<UTC time>-<pid>`; what to say of it ("" where there was none of this run's).
+        Left there, the next open of the path (a read-only one too) replayed it into that file: a backup put
+        back got the night's writes it was put back to undo, and a backup older than the run's last
+        checkpoint did not open ("Failure while replaying WAL", an internal error) until it was taken away."""
+        if self._log_set_aside is not None:   # (said again by every later use, the first's message lost to them)
+            return self._log_set_aside
+        log_path = self.db_path.with_name(self.db_path.name + ".wal")
+        try:
+            if self._log_held is None or not os.path.samestat(os.stat(log_path), self._log_held):
+                return ""   # (none, or another program's, put there with its file: that file's own)
+            aside = log_path.with_name(f"{log_path.name}.of-a-replaced-file-"
+                                       f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}")
+            os.rename(log_path, aside)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                return ""
+            return (f"; this run's log {log_path} could not be set aside ({exc.strerror or exc}): take it away before "
+                    "the next run, or its open replays it into the file there")
+        self._log_set_aside = (f"; this run's log (what it wrote since its last checkpoint) was moved to {aside}, "
+                               "where no open of that path replays it into the file there")
+        return self._log_set_aside
 
     def _with_room(self, what: str, write: Callable[[], T], *, afresh: bool = False) -> T:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot

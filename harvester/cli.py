@@ -391,10 +391,11 @@ def tab_separated_field(value) -> str:
 
 
 def echo_tab_separated(rows: list[list], columns: list[str]) -> None:
-    """`sql`'s rows piped (to a file, cut, sort, a TSV reader, `column -t -s $'\t'`), as mysql prints them when its
-    output is no terminal: the column names, then a row a line, its values a tab apart, never padded, a value's
-    tab or line break escaped (tab_separated_field). Until session 45 piped `sql` printed the terminal's table:
-    middle columns padded to their widest value, and a value's line breaks kept, a row over several lines."""
+    """`sql`'s rows piped, and `overlap`'s groups (to a file, cut, sort, a TSV reader, `column -t -s $'\t'`), as mysql
+    prints them when its output is no terminal: the column names, then a row a line, its values a tab apart, never
+    padded, a value's tab or line break escaped (tab_separated_field). Until session 45 piped `sql` printed the
+    terminal's table: middle columns padded to their widest value, and a value's line breaks kept, a row over
+    several lines."""
     lines = ("\t".join(map(tab_separated_field, row)) for row in [columns, *rows])
     for batch in iter(lambda: list(itertools.islice(lines, 1000)), []):
         click.echo("\n".join(batch))
@@ -1205,9 +1206,15 @@ def publish_read_copy(db_path: Path, *, if_stale: bool = False, checked: os.stat
     SIGTERM), whose cleanup stays short: the next writer publishes it before it opens the
     catalogue (`if_stale`: when the copy is not of the catalogue's last write). Returns why the
     copy was not made when it was for want of room (its file system short of a copy, or full), else None.
-    `checked`: the file the writer checked or wrote (catalog.read_copy.publish's)."""
+    `checked`: the file the writer checked or wrote (catalog.read_copy.publish's); another at the path now (a
+    backup put back as the writer ran) is CatalogueReplaced: what the writer wrote went into the file it
+    replaced (until session 45 overlap, and a writer whose checkpoints all worked, exited 0, a warning said)."""
     from catalog.read_copy import is_current, publish
+    from catalog.store import CatalogueReplaced, how_replaced
 
+    if why := how_replaced(db_path, checked):
+        raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue: what this run "
+                                "wrote went into the file that was there, not into that one")
     no_room: list[str] = []
     if not stop_requested() and not (if_stale and is_current(db_path)):
         published = publish(db_path, no_room=no_room.append, checked=checked)
@@ -1827,7 +1834,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
     Its history is kept. A portal is never dropped by a harvest (another config, or --portal, must not drop
     it): retire it once it is gone for good. Exit 2: the portal is still in the config,
     or the catalogue holds no live dataset of it."""
-    from catalog.store import Store
+    from catalog.store import CatalogueReplaced, Store
     from harvester.pipeline import portals_not_in_config, retire_portal
 
     configured = [p.id for p in read_config(config_path).portals]
@@ -1851,6 +1858,8 @@ def retire(portal_id, wait, db_path, config_path, as_json):
         finally:
             store.close()
         copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
+    except CatalogueReplaced as exc:   # (its close's checkpoint failed, a backup put back meanwhile: harvest's)
+        raise replaced_as_it_ran(lock, exc) from None
     finally:
         lock.release()
     if as_json:
@@ -2059,7 +2068,9 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         empty = None if hits else _no_dataset(con, db_path)
         if hits:   # (every uid as printed: ShownUids; a title's links as an export gives them)
             shown = ShownUids(con)
-            hits = [{**h, "uid": shown(h["uid"]), "title": redacted_text(h["title"])} for h in hits]
+            hits = [{**h, "uid": shown(h["uid"]), "title": redacted_text(h["title"]),
+                     "themes": [redacted_text(t) for t in h["themes"]] if h.get("themes") else h.get("themes")}
+                    for h in hits]
     except catalogue_search.SearchIndexMissing as exc:   # (no harvest yet: nothing to search, said as such)
         hits, empty = [], _no_dataset(con, db_path)
         if empty is None:
@@ -2127,7 +2138,7 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         with pandas_kept_out():
             return echo_saved_group(group_id, show_pairs, db_path, as_json)
     from catalog import overlap as detector
-    from catalog.store import connect
+    from catalog.store import CatalogueReplaced, connect
 
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
@@ -2152,7 +2163,11 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
                              "ORDER BY score DESC, uid_a, uid_b").fetchall() if as_json else []
         shown = ShownUids(con)
         con.close()
-        copy_not_made = publish_read_copy(db_path)
+        # (only of the file this run checked and wrote: another put at the path as it ran is neither copied nor
+        # taken for stored groups; until session 45 it was published as the read copy, and the run exited 0)
+        copy_not_made = publish_read_copy(db_path, checked=lock.checked_file)
+    except CatalogueReplaced as exc:
+        raise replaced_as_it_ran(lock, exc) from None
     finally:
         con.close()
         lock.release()
@@ -2249,7 +2264,9 @@ def db_named(db_path: Path) -> str:
 
 def echo_overlap_groups(groups: list[dict]) -> None:
     """The groups as a table that fits the terminal (its examples, a title of each city first, cut to the
-    width)."""
+    width); piped, as `sql` pipes its rows (echo_tab_separated: a row a line, its values a tab apart, never
+    padded, for `cut -f`, `awk -F'\t'`, a TSV reader; until session 45 the terminal's table, its label padded to the
+    widest, which `cut` and a TSV reader took for the label)."""
     width = output_width()
     # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
     # label takes up to half of what the number columns leave (it says what the group is), the examples the rest;
@@ -2263,7 +2280,10 @@ def echo_overlap_groups(groups: list[dict]) -> None:
              fitted(one_title_a_city(g["members"]), room) if width is not None else piped_examples(g)]
             for g in groups]
     headers = ["group", "label", "datasets", "cities", "examples"]
-    click.echo(table_text(rows, headers) if width is not None else _piped_table(rows, headers, alone=4))
+    if width is None:
+        echo_tab_separated(rows, headers)
+    else:
+        click.echo(table_text(rows, headers))
 
 
 def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path) -> None:

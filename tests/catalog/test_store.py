@@ -2254,8 +2254,12 @@ def test_a_catalogue_replaced_before_it_is_attached_again_after_a_failed_checkpo
         with pytest.raises(CatalogueReplaced) as refused:   # (main: True, the checkpoint written into the copy)
             store.checkpoint("the checkpoint as the catalogue closes")
         assert replaced == [(0, "replaced", "")], replaced
+        aside = list(tmp_path.glob("c.duckdb.wal.of-a-replaced-file-*"))   # (this run's log: never the backup's)
+        assert len(aside) == 1 and not (tmp_path / "c.duckdb.wal").exists(), aside
         assert str(refused.value) == (f"{db} was replaced by another file after this run opened it as the catalogue "
-                                      "(found as it was to be attached again): that file was not written")
+                                      "(found as it was to be attached again): that file was not written; this run's "
+                                      f"log (what it wrote since its last checkpoint) was moved to {aside[0]}, where "
+                                      "no open of that path replays it into the file there")
         with pytest.raises(CatalogueReplaced):   # (every later use: nothing attached)
             store.commit_portal(stage_of(store, [record("e00001")]), "city", T0 + timedelta(days=1),
                                 mark_deleted=False)

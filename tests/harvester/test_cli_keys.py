@@ -376,3 +376,66 @@ def test_records_says_when_a_printed_folder_glob_names_the_folder_of_another_dat
     assert (f"the folder of {first} is printed as a glob that names the folder of {second} too: their source ids "
             "differ only in their key" in said), table
     assert f"the folder of {second} is printed as a glob that names the folder of {first} too" in said, table
+
+
+# a link with a key in each other text of a data.json dataset an export publishes (a theme, the publisher, the
+# contact's name and email, the spatial text, a distribution's title, format and media type): until f45 (session
+# 45, k45 merged) never read for links, exported in datasets.parquet, distributions.parquet and data.json, and
+# printed by `search --json` (themes), as published, with no SecretInLink warning
+KEYED_TEXTS = {"themes[1]": "https://data.city.example/themes?token=k-four",
+               "publisher": "Parks (https://data.city.example/org?api_key=k-five)",
+               "contact_name": "Parks desk https://data.city.example/desk?token=k-six",
+               "contact_email": "parks@city.example?token=k-seven",
+               "spatial": "https://geo.city.example/wards?key=k-eight",
+               "distributions[0].title": "Rows (https://data.city.example/p.csv?api_key=k-nine)",
+               "distributions[0].format": "CSV https://data.city.example/f?sig=k-ten",
+               "distributions[0].media_type": "text/csv;https://data.city.example/m?token=k-eleven"}
+TEXT_KEYS = tuple(text.rpartition("=")[2].rstrip(")") for text in KEYED_TEXTS.values())
+
+
+def test_a_key_in_a_theme_publisher_contact_spatial_or_distribution_text_is_warned_of_and_exported_redacted(
+        tmp_path, monkeypatch):
+    """Over HTTP on 127.0.0.1: harvest, `runs --errors`, both exports, `search --json`: each text's key warned of
+    (SecretInLink, by its field), and in no export or printed line; the catalogue keeps them as published."""
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    monkeypatch.setattr(f"{__name__}.KEYS", KEYS + TEXT_KEYS)   # (run() asserts none printed)
+    t = KEYED_TEXTS
+    document = make_data_json(1)
+    document["dataset"][0].update(
+        title="Park permits", keyword=["parks"], theme=["Recreation", t["themes[1]"]], spatial=t["spatial"],
+        publisher={"@type": "org:Organization", "name": t["publisher"]},
+        contactPoint={"@type": "vcard:Contact", "fn": t["contact_name"], "hasEmail": f"mailto:{t['contact_email']}"},
+        distribution=[{"@type": "dcat:Distribution", "title": t["distributions[0].title"],
+                       "format": t["distributions[0].format"], "mediaType": t["distributions[0].media_type"],
+                       "downloadURL": "https://data.city.example/p.csv"}])
+    with DataJsonPortal(document) as portal:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n'
+                          'contact_email = "open@city.example"\n')
+        db = str(tmp_path / "c.duckdb")
+        harvested = CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", db])
+        assert harvested.exit_code == 0, harvested.output
+    with duckdb.connect(db, read_only=True) as con:   # (the catalogue keeps them as published)
+        kept = con.execute("SELECT themes[2], publisher, contact_name, contact_email, spatial FROM datasets").fetchone()
+        assert kept == tuple(t[f] for f in ("themes[1]", "publisher", "contact_name", "contact_email", "spatial"))
+    errors = json.loads(run("runs", "--errors", "--json", "--db", db))["errors"]
+    warned = sorted(e["message"].partition(":")[0] for e in errors if e["error_type"] == "SecretInLink")
+    assert warned == sorted(KEYED_TEXTS), errors
+    out = tmp_path / "out"
+    run("export", "--out", str(out), "--format", "parquet,data.json", "--db", db, "--config", str(config))
+    exported = {name: (out / name).read_bytes() for name in ("datasets.parquet", "distributions.parquet", "data.json")}
+    assert not [(name, key) for name, data in exported.items() for key in TEXT_KEYS if key.encode() in data]
+    with duckdb.connect() as con:
+        themes, publisher = con.execute("SELECT themes, publisher FROM read_parquet(?)",
+                                        [str(out / "datasets.parquet")]).fetchone()
+        title = con.execute("SELECT title FROM read_parquet(?)", [str(out / "distributions.parquet")]).fetchone()[0]
+    assert (themes, publisher, title) == (["Recreation", t["themes[1]"].replace("k-four", "REDACTED")],
+                                          t["publisher"].replace("k-five", "REDACTED"),
+                                          t["distributions[0].title"].replace("k-nine", "REDACTED"))
+    [entry] = json.loads(exported["data.json"])["dataset"]
+    assert entry["contactPoint"]["hasEmail"] == "mailto:open@city.example"   # (the portal's, redacted, no email)
+    assert "https://data.city.example/themes?token=REDACTED" in entry["theme"]
+    [hit] = json.loads(run("search", "park permits", "--db", db, "--json"))
+    assert hit["themes"] == ["Recreation", t["themes[1]"].replace("k-four", "REDACTED")]

@@ -903,6 +903,39 @@ def test_a_file_put_in_the_catalogue_s_place_after_the_writer_s_check_is_never_c
         assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
 
 
+def backup_of(db):
+    """A backup of the catalogue `db` at rest (last night's, say), beside its folder; and its bytes' digest."""
+    backup = db.parent.parent / "backup.duckdb"
+    shutil.copyfile(db, backup)
+    return backup, hashlib.sha256(backup.read_bytes()).hexdigest()
+
+
+def put_back_as_a_checkpoint_fails(monkeypatch, db, backup) -> list:
+    """Every store's checkpoints made to fail (DuckDB's own abort flag: the catalogue invalidated, to be
+    attached again), and `backup` put back over `db` by a process of its own as the first fails; what that
+    process said, appended to the list returned."""
+    from tests.catalog.test_store import put_in_its_place_once_invalidated
+
+    opened = Store.__init__
+
+    def opened_to_fail_its_checkpoints(self, *args, **kwargs):
+        opened(self, *args, **kwargs)
+        self.con.execute("SET debug_checkpoint_abort = 'before_header'")
+
+    monkeypatch.setattr(Store, "__init__", opened_to_fail_its_checkpoints)
+    return put_in_its_place_once_invalidated(monkeypatch, db, backup)
+
+
+def said_replaced(result, db, when: str) -> str:
+    """What a writer whose catalogue file `db` was replaced as it ran said (its output, one space a gap), checked to
+    be harvest's refusal (cli.replaced_as_it_ran): the file named, `when` it was found, what to do."""
+    said = " ".join(result.output.split())
+    assert f"{db} was replaced by another file after this run {when}" in said, said
+    assert said.endswith("; this run stopped there: run again once the file at that path is the catalogue to write, "
+                         "or give --db a path of its own"), said
+    return said
+
+
 def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_and_writes_nothing_there(
         tmp_path, portal, config, monkeypatch):
     """A harvest's checkpoint fails (DuckDB's own abort flag here: the catalogue invalidated), so the
@@ -911,25 +944,101 @@ def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_
     night's log replayed into it, the checkpoint written there. Now the harvest exits 2 saying the file was
     replaced, the backup byte for byte as it was put there."""
 
-    from tests.catalog.test_store import put_in_its_place_once_invalidated
-
     db = tmp_path / "data" / "c.duckdb"
     assert harvest(config, db).exit_code == 0
-    backup = tmp_path / "backup.duckdb"
-    shutil.copyfile(db, backup)   # (the catalogue at rest: a backup of last night's)
-    restored = hashlib.sha256(backup.read_bytes()).hexdigest()
-    opened = Store.__init__
-
-    def opened_to_fail_its_checkpoints(self, *args, **kwargs):
-        opened(self, *args, **kwargs)
-        self.con.execute("SET debug_checkpoint_abort = 'before_header'")
-
-    monkeypatch.setattr(Store, "__init__", opened_to_fail_its_checkpoints)
-    put_back = put_in_its_place_once_invalidated(monkeypatch, db, backup)
+    backup, restored = backup_of(db)
+    put_back = put_back_as_a_checkpoint_fails(monkeypatch, db, backup)
     result = harvest(config, db, "--full")
     assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
     assert result.exit_code == 2, result.output
-    said = " ".join(result.output.split())
-    assert (f"{db} was replaced by another file after this run opened it as the catalogue (found as it was to be "
-            "attached again): that file was not written; this run stopped there") in said, said
+    said_replaced(result, db, "opened it as the catalogue (found as it was to be attached again): that file was not "
+                              "written")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+
+
+def test_the_log_of_a_harvest_whose_catalogue_is_put_back_from_a_backup_is_set_aside_never_replayed_into_it(
+        tmp_path, portal, config, monkeypatch):
+    """DuckDB names a database's write-ahead log by its path alone: a harvest that found its catalogue replaced by
+    a backup (as its checkpoint failed) left its log, what it committed since its last checkpoint, at
+    `c.duckdb.wal` beside the backup. On main (s45 merged) the next open of the path, a read-only one too, replayed
+    it into the backup (the night's writes the backup was put back to undo: a second run in it; a backup older
+    than the run's last checkpoint does not open at all then, DuckDB's "Failure while replaying WAL"). Now that log
+    is renamed aside and said; the backup reads as it was put back, and the next harvest adds only its own run."""
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    backup, restored = backup_of(db)
+    put_back = put_back_as_a_checkpoint_fails(monkeypatch, db, backup)
+    result = harvest(config, db, "--full")
+    assert (put_back, result.exit_code) == ([(0, "replaced", "")], 2), (put_back, result.output)
+    monkeypatch.undo()
+    aside = list(db.parent.glob("c.duckdb.wal.of-a-replaced-file-*"))
+    assert not (db.parent / "c.duckdb.wal").exists()   # (main: this run's log, 2,840 bytes)
+    assert len(aside) == 1 and aside[0].stat().st_size > 0, aside
+    said = said_replaced(result, db, "opened it as the catalogue (found as it was to be attached again): that file "
+                                     "was not written")
+    assert (f"this run's log (what it wrote since its last checkpoint) was moved to {aside[0]}, where no open of "
+            "that path replays it into the file there; this run stopped there") in said, said
+
+    def runs():
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute("SELECT count(*) FROM harvest_runs").fetchone()[0]
+
+    assert runs() == 1   # (main: 2, the failed run's replayed into the backup)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+    assert harvest(config, db).exit_code == 0
+    assert runs() == 2   # (main: 3)
+
+
+def test_a_retire_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_as_a_harvest_does(
+        tmp_path, portal, config, monkeypatch):
+    """`retire` writes through the store as `harvest` and `records` do: its close's checkpoint failing, a backup put
+    back over the catalogue meanwhile, the store refuses that file (CatalogueReplaced). On main (session 45's s45
+    merged) harvest and records said so, exit 2, but retire ended in a traceback (exit 1). Now exit 2 with the same
+    message, the backup as it was put there."""
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    other = tmp_path / "other.toml"   # (sea taken out of the config: retired)
+    other.write_text(config.read_text().replace('id = "sea"', 'id = "elsewhere"'))
+    backup, restored = backup_of(db)
+    put_back = put_back_as_a_checkpoint_fails(monkeypatch, db, backup)
+    result = invoke("retire", "sea", "--config", str(other), "--db", str(db))
+    assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    said_replaced(result, db, "opened it as the catalogue (found as it was to be attached again): that file was not "
+                              "written")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+
+
+def test_an_overlap_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_and_publishes_no_copy_of_it(
+        tmp_path, portal, config, monkeypatch):
+    """`overlap` writes its groups through a connection of its own (no store): a backup put back over the catalogue
+    as it stores them (a real process renaming it there) took the groups' place. On main (s45 merged) the run
+    exited 0 saying the groups were stored, and published the backup as the catalogue's read copy. Now exit 2
+    with harvest's message, the read copy left as the last writer made it, the backup untouched."""
+    import subprocess
+    import sys
+
+    from catalog import overlap as detector
+    from catalog.read_copy import read_copy_path
+    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
+
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    copy = read_copy_path(db).read_bytes()
+    backup, restored = backup_of(db)
+    saved, ran = detector.save, []
+
+    def saved_as_a_backup_is_put_back(con, result):
+        saved(con, result)
+        done = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(backup)],
+                              capture_output=True, text=True, timeout=120)
+        ran.append((done.returncode, done.stdout.strip(), done.stderr))
+
+    monkeypatch.setattr(detector, "save", saved_as_a_backup_is_put_back)
+    result = invoke("overlap", "--db", str(db))
+    assert ran == [(0, "replaced", "")], (ran, result.output, repr(result.exception))
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    said_replaced(result, db, "checked it was the catalogue: what this run wrote went into the file that was there, "
+                              "not into that one")
+    assert read_copy_path(db).read_bytes() == copy   # (main: a copy of the backup)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored

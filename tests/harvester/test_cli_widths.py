@@ -302,10 +302,8 @@ def test_sql_piped_is_a_row_a_line_tab_separated_unpadded_its_values_line_breaks
                     ["city", "ok\\nline two", "a\\tb\\\\c", "", ""]]
 
 
-def test_overlap_piped_names_a_title_of_each_city_whole_and_counts_the_others(tmp_path):
-    """Piped, a group's examples are a title of each of its cities, whole, then how many more: until session 45
-    every member's title (a group of 73 datasets a 5.5 KB line; the real catalogues' groups 127 KB piped, 76 KB
-    now); its whole list is `overlap --group N`'s, piped or not, and `--json`'s."""
+def crime_reports_of_two_cities(tmp_path) -> str:
+    """A catalogue (its path) of Springfield's crime reports of four years and Shelbyville's, one group."""
     from catalog import search
     from catalog.store import Store
     from tests.harvester.test_cli_keys import CRIME, add_dataset
@@ -319,9 +317,38 @@ def test_overlap_piped_names_a_title_of_each_city_whole_and_counts_the_others(tm
         search.refresh(store.con)
     finally:
         store.close()
+    return db
+
+
+def test_overlap_piped_is_a_group_a_line_tab_separated_unpadded_as_sql_piped(tmp_path):
+    """Through a real pipe (`civicat overlap | cut -s -f2,3,5`): its groups as `sql` pipes rows, a row a line, a tab
+    between values, none padded. Until session 45 (k45 merged) the terminal's table: the label padded to the
+    widest label (`cut` found no tab; a TSV reader or `awk -F'\t'` read the whole line as one value)."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db = crime_reports_of_two_cities(tmp_path)
+    [group] = json.loads(shown(["overlap", "--db", db, "--json"], None))["groups"]
+    piped = subprocess.run(f"{shlex.quote(sys.executable)} -m harvester overlap --db {shlex.quote(db)} | cut -s "
+                           "-f2,3,5", shell=True, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert piped.returncode == 0, piped.stderr
+    lines = piped.stdout.splitlines()
+    assert lines[0] == "label\tdatasets\texamples", piped.stdout
+    assert len(lines) == 2 and lines[1].startswith(f"{group['label']}\t5\t"), piped.stdout
+    assert lines[1].endswith("; and 3 more"), piped.stdout
+    assert "  " not in lines[1], piped.stdout   # (no padding)
+
+
+def test_overlap_piped_names_a_title_of_each_city_whole_and_counts_the_others(tmp_path):
+    """Piped, a group's examples are a title of each of its cities, whole, then how many more: until session 45
+    every member's title (a group of 73 datasets a 5.5 KB line; the real catalogues' groups 127 KB piped, 76 KB
+    now); its whole list is `overlap --group N`'s, piped or not, and `--json`'s."""
+    db = crime_reports_of_two_cities(tmp_path)
     out = shown(["overlap", "--db", db], None)
     [row] = [line for line in out.splitlines() if line.split()[:1] == ["1"]]
-    examples = row.split("  ")[-1].strip()
+    examples = row.split("\t")[-1]
     assert examples.startswith(("Shelbyville: Crime reports; Springfield: Crime reports 20",
                                 "Springfield: Crime reports 20")), out
     assert examples.count("Crime reports") == 2 and examples.endswith("; and 3 more"), out
