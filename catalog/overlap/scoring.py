@@ -313,25 +313,24 @@ def explain_all(c: Catalogue, a: np.ndarray, b: np.ndarray, signals: dict[str, l
     for bit, name in enumerate(SIGNALS):
         if name in signals:
             has |= (~np.isnan(np.asarray(signals[name], dtype=np.float64))).astype(np.int64) << bit
-    present = [frozenset(name for bit, name in enumerate(SIGNALS) if code >> bit & 1) for code in range(1 << len(SIGNALS))]
+    signal_sets = [frozenset(name for bit, name in enumerate(SIGNALS) if code >> bit & 1)
+                   for code in range(1 << len(SIGNALS))]
     odd = ((c.is_boundary[a] != c.is_boundary[b]) | (c.is_code_table[a] != c.is_code_table[b])
            | c.is_site_page[a] | c.is_site_page[b])
     held = [None] * len(a)
     for i in np.flatnonzero(differ).tolist():
         held[i] = (int(held_a[i]), int(held_b[i]))
-    description = signals.get("description", [None] * len(a))
-    concept_values = signals.get("concept", [None] * len(a))
-    return [_explain_one(c, x, y, present[code], d, k, h, o, br, co, bo)
-            for x, y, code, d, k, h, o, br, co, bo in zip(a.tolist(), b.tolist(), has.tolist(), description,
-                                                          concept_values, held, odd.tolist(), broken.tolist(),
-                                                          complements.tolist(), bodies.tolist())]
+    per_pair = zip(has.tolist(), signals.get("description", [None] * len(a)), signals.get("concept", [None] * len(a)),
+                   held, odd.tolist(), broken.tolist(), complements.tolist(), bodies.tolist())
+    return [_explain_one(c, x, y, signal_sets[code], *rest)
+            for x, y, (code, *rest) in zip(a.tolist(), b.tolist(), per_pair)]
 
 
 def _explain_one(c: Catalogue, a: int, b: int, present: frozenset[str], description: float | None,
                  concept: float | None, held: tuple[int, int] | None, odd: bool, broken: bool, complement: bool,
                  bodies: bool) -> str:
     """`explain` of one pair; `present`: the signals it has; `held`: the families of records each title names,
-    when they differ; `odd`: a side is a boundary file, a list of codes or a page of its portal and the other not;
+    when they differ; `odd`: one side is a boundary file or a list of codes and the other not, or a page of its portal;
     `broken`: the titles share only what one names as its breakdown ('Damage By Sandy By Land Use' / 'Land Use');
     `complement`: one title negates a word of the other ('Non-General Fund' / 'General Fund'); `bodies`: one is a
     directory of bodies the other does not name ('Directory of Criminal Justice Agencies' / 'Criminal Justice')."""
