@@ -89,6 +89,7 @@ class Catalogue:
     _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _keyword_sets: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
     _title_weights: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
+    _title_ranks: dict[int, dict[str, int]] = field(default_factory=dict, repr=False)
     _mixed_case_forms: dict | None = field(default=None, repr=False)   # (groups._mixed_case_forms, read once)
 
     def __post_init__(self) -> None:
@@ -119,6 +120,16 @@ class Catalogue:
             vocab = self.title_vocab
             found = self._title_weights[row] = {vocab[i]: w for i, w in zip(self.title.indices[start:end].tolist(),
                                                                            self.title.data[start:end].tolist())}
+        return found
+
+    def title_ranks(self, row: int) -> dict[str, int]:
+        """Title term (title_surfaces) -> its place, heaviest first, ties in the title's order (cached: each
+        explanation of the row's pairs quotes the heaviest terms it shares)."""
+        found = self._title_ranks.get(row)
+        if found is None:
+            weight = self.title_weights(row)
+            ranked = sorted(self.title_surfaces(row), key=lambda t: -weight.get(t, 0))
+            found = self._title_ranks[row] = {term: place for place, term in enumerate(ranked)}
         return found
 
     def column_keys(self, row: int) -> dict[str, str]:

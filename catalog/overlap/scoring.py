@@ -255,17 +255,12 @@ def shared_title_phrases(c: Catalogue, a: int, b: int, limit: int = 3) -> list[s
     where they are other words that mean the same ("'compensation' ↔ 'earnings'": a user reading only the
     first would look for them in the second title in vain)."""
     mine, theirs = c.title_surfaces(a), c.title_surfaces(b)
-    shared = [t for t in mine if t in theirs]
-    if len(shared) > 1:
-        weight = c.title_weights(a)
-        shared.sort(key=lambda t: -weight.get(t, 0))
     surfaces: list[str] = []
     phrases: list[str] = []
-    for term in shared:
-        surface = mine[term]
+    for term in sorted(mine.keys() & theirs.keys(), key=c.title_ranks(a).__getitem__):
+        surface, other = mine[term], theirs[term]
         if not any(surface in p for p in surfaces):
             surfaces.append(surface)
-            other = theirs[term]
             phrases.append(f"'{surface}'" if _same_words(surface, other) else f"'{surface}' ↔ '{other}'")
         if len(phrases) == limit:
             break
@@ -297,11 +292,6 @@ def _aligned_count_and_first(c: Catalogue, a: int, b: int, limit: int | None) ->
     return count, first
 
 
-def _missing(signals: dict[str, float], name: str) -> bool:
-    value = signals.get(name)
-    return value is None or value != value  # NaN
-
-
 def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
     """One sentence on why a and b scored as they did, from the signals present."""
     return explain_all(c, np.array([a]), np.array([b]), {name: [value] for name, value in signals.items()})[0]
@@ -317,65 +307,80 @@ def explain_all(c: Catalogue, a: np.ndarray, b: np.ndarray, signals: dict[str, l
     broken = _subject_only_a_breakdown(c, a, b, concept)
     complements = _complements(c, a, b)
     bodies = _bodies_not_named(c, a, b)
-    a_list, b_list = a.tolist(), b.tolist()
-    return [_explain_one(c, a_list[i], b_list[i], {name: values[i] for name, values in signals.items()},
-                         (int(held_a[i]), int(held_b[i])) if differ[i] else None, bool(broken[i]), bool(complements[i]),
-                         bool(bodies[i]))
-            for i in range(len(a_list))]
+    # judged on arrays once, not per pair: the signals each pair has (one of few sets) and whether a side is
+    # a boundary file, a list of codes or a page of its portal
+    has = np.zeros(len(a), dtype=np.int64)
+    for bit, name in enumerate(SIGNALS):
+        if name in signals:
+            has |= (~np.isnan(np.asarray(signals[name], dtype=np.float64))).astype(np.int64) << bit
+    signal_sets = [frozenset(name for bit, name in enumerate(SIGNALS) if code >> bit & 1)
+                   for code in range(1 << len(SIGNALS))]
+    odd = ((c.is_boundary[a] != c.is_boundary[b]) | (c.is_code_table[a] != c.is_code_table[b])
+           | c.is_site_page[a] | c.is_site_page[b])
+    held = [None] * len(a)
+    for i in np.flatnonzero(differ).tolist():
+        held[i] = (int(held_a[i]), int(held_b[i]))
+    per_pair = zip(has.tolist(), signals.get("description", [None] * len(a)), signals.get("concept", [None] * len(a)),
+                   held, odd.tolist(), broken.tolist(), complements.tolist(), bodies.tolist())
+    return [_explain_one(c, x, y, signal_sets[code], *rest)
+            for x, y, (code, *rest) in zip(a.tolist(), b.tolist(), per_pair)]
 
 
-def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: tuple[int, int] | None,
-                 broken: bool = False, complement: bool = False, bodies: bool = False) -> str:
-    """`explain` of one pair; `held`: the families of records each title names, when they differ; `broken`:
-    the titles share only what one names as its breakdown ('Damage By Sandy By Land Use' / 'Land Use');
+def _explain_one(c: Catalogue, a: int, b: int, present: frozenset[str], description: float | None,
+                 concept: float | None, held: tuple[int, int] | None, odd: bool, broken: bool, complement: bool,
+                 bodies: bool) -> str:
+    """`explain` of one pair; `present`: the signals it has; `held`: the families of records each title names,
+    when they differ; `odd`: one side is a boundary file or a list of codes and the other not, or a page of its portal;
+    `broken`: the titles share only what one names as its breakdown ('Damage By Sandy By Land Use' / 'Land Use');
     `complement`: one title negates a word of the other ('Non-General Fund' / 'General Fund'); `bodies`: one is a
     directory of bodies the other does not name ('Directory of Criminal Justice Agencies' / 'Criminal Justice')."""
     parts = []
-    phrases = shared_title_phrases(c, a, b)
-    if _missing(signals, "title"):
+    if "title" not in present:
         parts.append("a title has only common words")
     else:
+        phrases = shared_title_phrases(c, a, b)
         parts.append("titles share " + ", ".join(phrases) if phrases else "titles share no words")
-    if not _missing(signals, "columns"):
+    if "columns" in present:
         count, aligned = _aligned_count_and_first(c, a, b, 4)
         smaller = min(len(c.column_names[a]), len(c.column_names[b]))
         if aligned:
-            shown = ", ".join(f"{x} ↔ {y}" if x != y else x for x, y in aligned)
+            shown = ", ".join([f"{x} ↔ {y}" if x != y else x for x, y in aligned])
             more = " ..." if count > 4 else ""
             parts.append(f"{count} of {smaller} columns align: {shown}{more}")
         else:
             parts.append(f"none of {smaller} columns align")
-    if not _missing(signals, "keywords"):
+    if "keywords" in present:
         shared = sorted(c.keyword_sets(a) & c.keyword_sets(b))
         if shared:
-            parts.append("keywords share " + ", ".join(f"'{k}'" for k in shared[:4]))
-    if not _missing(signals, "values"):
-        sets = c.value_sets
-        mine = set(sets.indices[sets.indptr[a]:sets.indptr[a + 1]])
-        shared = sorted(c.value_vocab[i] for i in mine.intersection(sets.indices[sets.indptr[b]:sets.indptr[b + 1]]))
+            parts.append("keywords share " + ", ".join([f"'{k}'" for k in shared[:4]]))
+    if "values" in present:
+        indices, indptr = c.value_sets.indices, c.value_sets.indptr
+        mine = set(indices[indptr[a]:indptr[a + 1]].tolist())
+        shared = sorted([c.value_vocab[i] for i in mine.intersection(indices[indptr[b]:indptr[b + 1]].tolist())])
         if shared:
-            parts.append(f"{len(shared)} profiled values shared: " + ", ".join(f"'{v}'" for v in shared[:4]))
-    if not _missing(signals, "concept"):
+            parts.append(f"{len(shared)} profiled values shared: " + ", ".join([f"'{v}'" for v in shared[:4]]))
+    if "concept" in present:
         kinds_a, kinds_b = c.concept_lists[a], c.concept_lists[b]
         shared = [k for k in kinds_a if k in kinds_b]
         if shared:
             parts.append("both are " + " and ".join(concepts.describe(k) for k in shared) + " records")
-        elif signals["concept"] > 0:
+        elif concept > 0:
             parts.append(f"related kinds ({'/'.join(map(concepts.describe, kinds_a))} vs "
                          f"{'/'.join(map(concepts.describe, kinds_b))})")
         else:
             parts.append(f"but kinds differ ({'/'.join(map(concepts.describe, kinds_a))} vs "
                          f"{'/'.join(map(concepts.describe, kinds_b))})")
-    if not _missing(signals, "description") and signals["description"] >= 0.3:
-        parts.append(f"descriptions alike ({signals['description']:.2f})")
-    boundary_a, boundary_b = bool(c.is_boundary[a]), bool(c.is_boundary[b])
-    if boundary_a != boundary_b:
-        parts.append(f"but {c.uids[a] if boundary_a else c.uids[b]} is a boundary file, the other holds records")
-    code_a, code_b = bool(c.is_code_table[a]), bool(c.is_code_table[b])
-    if code_a != code_b:
-        parts.append(f"but {c.uids[a] if code_a else c.uids[b]} is a list of codes, the other holds records")
-    if c.is_site_page[a] or c.is_site_page[b]:
-        parts.append(f"but {c.uids[a] if c.is_site_page[a] else c.uids[b]} is a page of its portal, not data")
+    if "description" in present and description >= 0.3:
+        parts.append(f"descriptions alike ({description:.2f})")
+    if odd:
+        boundary_a, boundary_b = bool(c.is_boundary[a]), bool(c.is_boundary[b])
+        if boundary_a != boundary_b:
+            parts.append(f"but {c.uids[a] if boundary_a else c.uids[b]} is a boundary file, the other holds records")
+        code_a, code_b = bool(c.is_code_table[a]), bool(c.is_code_table[b])
+        if code_a != code_b:
+            parts.append(f"but {c.uids[a] if code_a else c.uids[b]} is a list of codes, the other holds records")
+        if c.is_site_page[a] or c.is_site_page[b]:
+            parts.append(f"but {c.uids[a] if c.is_site_page[a] else c.uids[b]} is a page of its portal, not data")
     if held is not None:
         # the records each title names and the other does not ('Expenditures' of a budget table)
         own = [held[0] & ~held[1], held[1] & ~held[0]]

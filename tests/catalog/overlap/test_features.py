@@ -391,3 +391,20 @@ def test_a_dataset_made_with_the_portal_s_home_page_is_a_page_of_it(tmp_path):
          "description": [None, None, None, "Permit applications received", None],
          "keywords": [[], [], [], [], ["permits"]]}, np.array([True, False, False, False, False]))
     assert made_with.tolist()[1:] == [False, False, False, False]
+
+
+
+def test_a_title_s_terms_rank_heaviest_first_and_alike_weights_in_the_title_s_order():
+    """Explanations quote the heaviest title terms two datasets share: each title's terms are ranked once (not
+    sorted again for each of its pairs), the heaviest first, terms of one weight in the order the title has them."""
+    from catalog.overlap import scoring
+    c = rows_catalogue([("A", "Bridge Inspections"), ("B", "Inspections Bridge"), ("C", "Bridge Ratings"),
+                        ("D", "Inspections Ratings")])
+    assert c.title_weights(0)["bridge"] == c.title_weights(0)["inspection"]
+    assert list(c.title_ranks(0)) == ["bridge+inspection", "bridge", "inspection"]
+    assert list(c.title_ranks(1)) == ["inspection+bridge", "inspection", "bridge"]
+    assert list(c.title_ranks(2)) == ["bridge+rating", "rating", "bridge"]   # 'ratings' the rarer word
+    assert c.title_ranks(0) == {"bridge+inspection": 0, "bridge": 1, "inspection": 2}
+    assert c.title_ranks(0) is c.title_ranks(0)   # kept, not ranked again
+    assert scoring.shared_title_phrases(c, 0, 1) == ["'bridge'", "'inspections'"]
+    assert scoring.shared_title_phrases(c, 1, 0) == ["'inspections'", "'bridge'"]
