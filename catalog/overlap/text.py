@@ -212,7 +212,7 @@ PHRASES = {
     ("on", "time"): "on_time", ("response", "time"): "response_time",
     ("fee", "for", "service"): "fee_for_service",   # Medicare's payment model, no fees listed
     # care given on the spot and a device for the ear, no money given ('aid' alone: RECORD_FAMILIES)
-    ("first", "aid"): "first_aid", ("hearing", "aid"): "hearing_aid",
+    ("first", "aid"): "first_aid", ("hearing", "aid"): "hearing_aid", ("hearing", "aids"): "hearing_aid",
     ("worker", "compensation"): "workers_compensation",   # (kept so by _workers_compensation)
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
     # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
@@ -510,9 +510,15 @@ def split_words(text: str, glued: bool = True) -> list[str]:
     return found
 
 
+# words ending as a plural that are none: 'AIDS' is the disease ('HIV/AIDS Diagnoses by Neighborhood', 'DOHMH HIV/AIDS
+# Annual Report'), no plural of 'aid' (money given: RECORD_FAMILIES), and aids in the plural are devices ('Hearing
+# Aids', 'Aids to Navigation'), no money either
+NOT_PLURALS = frozenset({"aids"})
+
+
 def stem(word: str) -> str:
     """Plural and possessive endings off: enough to meet 'permits'/'permit', 'licenses'/'license'."""
-    if len(word) <= 3 or word.isdigit():
+    if len(word) <= 3 or word.isdigit() or word in NOT_PLURALS:
         return word
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"

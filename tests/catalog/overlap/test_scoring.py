@@ -674,6 +674,23 @@ def test_a_scofflaw_list_holds_violations_and_aid_is_money_given():
         assert text.records_named(text.terms(title)) == 0, title
 
 
+def test_aids_is_the_disease_or_devices_no_money_given():
+    """'aid' names money given (a grant: 'New York State School Aid'), and 'AIDS' stemmed as its plural read New York
+    City's real 'HIV/AIDS Diagnoses by Neighborhood, Sex, and Race/Ethnicity (Historical)' and 'DOHMH HIV/AIDS Annual
+    Report' as grants: against a title naming no family of records ('HIV Diagnoses by Ward') a pair took the
+    RECORD_MISMATCH factor (0.7), explained "only ... names the records it holds ('aids')". 'AIDS' is the disease,
+    and aids in the plural are devices ('Hearing Aids')."""
+    for title in ("HIV/AIDS Diagnoses by Neighborhood, Sex, and Race/Ethnicity (Historical)",
+                  "DOHMH HIV/AIDS Annual Report", "Local Law 14 Health Data (HlV/AIDS Lessons)", "Hearing Aids"):
+        assert text.records_named(text.terms(title)) == 0, title
+    assert text.records_named(text.terms("New York State School Aid: Beginning School Year 1996-97")) == \
+        text.FAMILY_BITS["grant"]
+    shape, why = shape_and_explanation(("New York", "HIV/AIDS Diagnoses by Neighborhood, Sex, and Race/Ethnicity"),
+                                       ("Washington", "HIV Diagnoses by Ward"))
+    assert shape == pytest.approx(1.0), why
+    assert "records" not in why, why
+
+
 def test_a_library_s_holds_are_figures_of_its_use_no_list_of_libraries():
     """Chicago's 'Libraries - 2012 Holds Filled by Location' and '... Holds Placed ...' paired Edmonton's 'Public
     Libraries' (0.35-0.36, "titles share 'libraries'"), as its 'Visitors by Location' had paired Hawaii's libraries:
