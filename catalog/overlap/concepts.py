@@ -305,8 +305,9 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
         kinds = _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title, located)
-        if _counted_in(opening, kinds, RATES) and not _listed(title, kinds):
-            kinds = tuple(STATISTICS_OF.get(k, k) for k in kinds)   # ('Crime & Safety 2010', "... crime rates")
+        if (_counted_in(opening, kinds, RATES) or INDICATOR in opening) and not _listed(title, kinds):
+            # ('Crime & Safety 2010', "... crime rates"; 'Crime & Safety (2010-2012)', "Most indicators ...")
+            kinds = tuple(STATISTICS_OF.get(k, k) for k in kinds)
         return kinds, True
     context = PUBLISHER_POLICE_CONTEXT if is_police_agency(publisher) else frozenset()
     own = tuple(weak[:1]) if weak and _police_context(set(title_terms) | context) else ()
@@ -526,6 +527,18 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None,
 # rates"); not 'statistics', which a records file's description may call itself (Montgomery County's 'Crime', "crime
 # statistic databases - including raw data")
 RATES = frozenset({"rate", "percent", "percentage"})
+# ... and so does one that says the dataset is made of indicators, a measure of an area by definition (Baltimore's
+# Vital Signs 'Crime & Safety (2010-2012)', "Most indicators throughout Vital Signs are created by ...")
+INDICATOR = "indicator"
+# an example a description gives is a sort of what it names before it, not what the dataset holds: Vital Signs'
+# "... data collected from governmental agencies for some public administration purpose, such as 311 calls or
+# housing inspections" describes 13 Baltimore tables of neighbourhood indicators, none of them 311 requests
+EXAMPLES = re.compile(r"\b(?:such as|e\.g\.|for example|for instance)[^.;:()]*", re.IGNORECASE)
+
+
+def without_examples(description: str) -> str:
+    """A description less the examples it gives, each to the end of its clause."""
+    return EXAMPLES.sub(" ", description)
 
 
 def _listed(title: str | None, kinds: tuple[str, ...]) -> bool:
@@ -573,8 +586,8 @@ def _counts(words: list[str], located: frozenset[str] = frozenset()) -> bool:
 
 def of_dataset(title: str | None, description: str | None, drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """The concepts of one dataset from its title and description (as `features.build` reads them)."""
-    return of_dataset_terms(text.terms(title, drop), text.terms(description, drop, bigrams=False, glued=False),
-                            title)[0]
+    return of_dataset_terms(text.terms(title, drop),
+                            text.terms(without_examples(description or ""), drop, bigrams=False, glued=False), title)[0]
 
 
 def vector(concepts: tuple[str, ...]) -> dict[str, float]:

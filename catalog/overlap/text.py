@@ -289,6 +289,7 @@ OFFICE_RECORDS = {"code+enforcement": "violation"}
 # Rentals Issued by Census Tract', 'Total Number of High School Seniors'), not the things: a family of their own
 FIGURE_HEADS = frozenset({"number", "percent", "percentage", "proportion", "share", "count", "rate"})
 FIGURES = "figure"
+GRANT = "grant"   # (money given: a description's 'financial assistance' too, features._money_given_listed)
 # an economy's classifications: records broken down by them are its figures, since a payroll lists people and a
 # ledger payees, never industries ('Employee Compensation by Industry in Iowa' estimates the state's economy)
 ECONOMY_BREAKDOWNS = frozenset({"industry", "sector", "naics", "occupation"})
