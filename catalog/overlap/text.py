@@ -254,6 +254,9 @@ RECORD_FAMILIES = {
     # Payments', 'College Aid Awards', 'Local Aid'): no list of the schools or the colleges (not 'first aid' nor a
     # 'hearing aid': PLACES_NAMED)
     "aid": "grant",
+    # ... and a donation, money a person or a business gives a body ('Donations to Recreation and Parks Department',
+    # 'Combined Fund Drive Donations 2014'): no list of the parks (a campaign's donations are its finance: CAMPAIGN_MONEY)
+    "donation": "grant",
     "permit": "permit", "building_permit": "permit",
     "license": "license", "business_license": "license", "restaurant_license": "license",
     "inspection": "inspection", "restaurant_inspection": "inspection",

@@ -758,3 +758,17 @@ def test_a_description_listing_grants_names_the_records_of_a_title_naming_none()
     assert c.records_named[[0, 2]].tolist() == [text.FAMILY_BITS["grant"]] * 2 and c.records_named[5] == 0
     why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scored.signals.items()})
     assert "names the records it holds ('financial assistance (per its description)')" in why, why
+
+
+def test_donations_are_money_given_no_list_of_what_they_fund():
+    """San Francisco's 'Donations to Recreation and Parks Department' (the gifts of money the department received)
+    paired Honolulu's 'Parks', Madison's 'Parks and Facilties' and Oakland's parks (0.36 to 0.40, "titles share
+    'parks'"): a donation is money given to a body, one family with the money a body gives (grants, aid). A
+    campaign's donations stay its finance."""
+    c = fixture_catalogue([("data.sfgov.org", "n5gw-x78q"), ("data.honolulu.gov", "tg29-p63i"),
+                           ("data.cityofmadison.com", "svr6-6gvb"), ("data.wa.gov", "m5pi-uads")])
+    scored = scoring.score_pairs(c, np.array([0, 0]), np.array([1, 2]))
+    assert scoring.told_apart(c, scored).tolist() == [True, True]
+    assert scored.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH] * 2)
+    assert c.records_named[[0, 3]].tolist() == [text.FAMILY_BITS["grant"]] * 2
+    assert text.records_named(text.terms("Campaign Donations")) == text.FAMILY_BITS[text.CAMPAIGN_FINANCE]
