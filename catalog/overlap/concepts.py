@@ -175,6 +175,7 @@ def _triggers() -> dict[str, list[tuple[str, bool]]]:
 
 
 TRIGGERS = _triggers()
+TRIGGER_WORDS = frozenset(word for trigger in TRIGGERS for word in trigger.split("+"))   # (a bigram's words too)
 
 
 def is_police_agency(publisher: str | None) -> bool:
@@ -537,7 +538,11 @@ EXAMPLES = re.compile(r"\b(?:such as|e\.g\.|for example|for instance)[^.;:()]*",
 
 
 def without_examples(description: str) -> str:
-    """A description less the examples it gives, each to the end of its clause."""
+    """A description less the examples it gives, each to the end of its clause (itself when it gives none)."""
+    # (looked for as plain text first: the pattern on each of 100,000 descriptions costs some 1 s, this 0.1 s)
+    if not ("uch as" in description or "e.g." in description or "or example" in description
+            or "or instance" in description):
+        return description
     return EXAMPLES.sub(" ", description)
 
 

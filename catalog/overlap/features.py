@@ -396,11 +396,13 @@ ROAD_WORDS = re.compile(r"\b(?:traffic|vehicles?|motor|cars?|roads?|roadways?|hi
 
 
 def _without_examples(terms: list[str], description: str | None, drop: frozenset[str]) -> list[str]:
-    """A description's terms, read again less its examples when it gives any."""
+    """A description's terms, read again less its examples when they name a kind (a word of a trigger)."""
     opening = _without_caveats(description)[:DESCRIPTION_CHARS]
-    if not concepts.EXAMPLES.search(opening):
-        return terms
-    return text.terms(concepts.without_examples(opening), drop, bigrams=False, glued=False)
+    read = concepts.without_examples(opening)
+    if read == opening or not concepts.TRIGGER_WORDS.intersection(
+            text.terms(" ".join(concepts.EXAMPLES.findall(opening)), drop, bigrams=False, glued=False)):
+        return terms   # (the examples named no kind: the reading is the same, not worth reading it all again)
+    return text.terms(read, drop, bigrams=False, glued=False)
 
 
 def _without_accident_off_the_road(terms: list[str], description: str | None) -> list[str]:
