@@ -78,14 +78,18 @@ def describe_holder(holder: dict) -> str:
         return "another process"
     said = f"process {holder['pid']} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
     if holder.get(NOT_KNOWN_HERE):
-        return _not_known_here(holder[NOT_KNOWN_HERE], said)
+        return _not_known_here(holder[NOT_KNOWN_HERE], said, on=_other_machine(holder))
     return said
 
 
-def _not_known_here(path: str | Path, recorded: str | None, *, not_it: bool = False) -> str:
+def _not_known_here(path: str | Path, recorded: str | None, *, not_it: bool = False, on: str | None = None) -> str:
     """The holder of the lock at `path` that the kernel's list of locks cannot name, and `recorded`, the
     process its holder record names (as described), if any; `not_it`: that record was written in this PID
-    namespace (_written_here), so its process, not listed, is not the holder."""
+    namespace (_written_here), so its process, not listed, is not the holder; `on`: the other machine the
+    record was written on (_other_machine)."""
+    if recorded and on:
+        return (f"a process on another machine, {on} (the record in {path} names {recorded}, written there; its lock "
+                f"is not listed in this machine's /proc/locks): {SHARED_FOLDER}")
     said = ("a process whose PID is not known here (not listed in /proc/locks: one in another PID namespace, "
             "such as a container's, is not)")
     if recorded and not_it:
@@ -108,15 +112,48 @@ def pid_namespace() -> str | None:
         return None
 
 
+def this_host() -> dict:
+    """This machine, for a holder record: its kernel's boot id (`/proc/sys/kernel/random/boot_id`, new at each
+    boot, the same in every container of it) and its host name. A PID namespace's id alone is no machine's: the
+    host's own namespace has the same id (`pid:[4026531836]`) on every Linux machine, so a writer on another
+    machine sharing the folder (NFS, whose locks hold across machines) read as one of this namespace."""
+    import socket
+
+    here = {"hostname": socket.gethostname()}
+    try:
+        here["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        pass
+    return here
+
+
+def _other_machine(holder: dict) -> str | None:
+    """The host name of the other machine the holder record was written on, or None: written on this one (its
+    boot id this kernel's; or its host name this one's, this machine before a reboot, whose writer let go of
+    its lock as it went down), or it does not say (a record from before session 46)."""
+    written = holder.get("boot_id")
+    if not isinstance(written, str):
+        return None
+    here = this_host()
+    if written == here.get("boot_id") or holder.get("hostname") == here["hostname"]:
+        return None
+    return str(holder.get("hostname") or "a host whose name it does not give")
+
+
 def _written_here(holder: dict) -> bool:
-    """Whether the holder record was written in this PID namespace (its `pid_namespace`, this one's)."""
+    """Whether the holder record was written in this PID namespace (its `pid_namespace`, this one's) on this
+    machine (_other_machine: the host's namespace has the same id on every machine)."""
     written = holder.get("pid_namespace")
-    return isinstance(written, str) and written == pid_namespace()
+    return isinstance(written, str) and written == pid_namespace() and _other_machine(holder) is None
 
 
 # the key of a holder record writer_holding gives for a lock held by a process the kernel's list of locks
 # cannot name (one in another PID namespace): the lock file's path; not in the file, only in what is returned
 NOT_KNOWN_HERE = "pid_not_known_here"
+# what is said of a catalogue written from two machines (its folder on a file system they share: NFS)
+SHARED_FOLDER = ("a catalogue written from more than one machine: civicat takes such a lock for a writer's, as it "
+                 "cannot tell one of that machine's writers from another program there; keep the catalogue on a "
+                 "local disk of the machine that writes it (docs/harvesting.md, Locks in full)")
 
 
 def writer_holding(db_path: str | Path, pid: int) -> dict | None:
@@ -355,11 +392,16 @@ class WriterLock:
             previous = _holder_record(self._found[0][:4096])
             # a harvest that crashed said so here (`crashed`): kept until a harvest has read it
             self.crash = previous.get("crashed") if isinstance(previous.get("crashed"), dict) else None
+            if (elsewhere := _other_machine(previous)) is not None:   # (said where the docs say why)
+                logging.getLogger("civicat.lock").warning(
+                    "%s was last written from another machine, %s (its lock file's record %s): %s", self.db_path,
+                    elsewhere, describe_holder(previous), SHARED_FOLDER)
             self.holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
                            "command": " ".join(os.path.basename(a) if i == 0 else a
                                                for i, a in enumerate(sys.argv))[:500],
                            "pulls_records": self.pulls_records, **({"brief": True} if self.brief else {}),
                            **({"pid_namespace": namespace} if (namespace := pid_namespace()) else {}),
+                           **this_host(),
                            **({"crashed": self.crash} if self.crash else {})}
             self._write_record(fd)
         except BaseException:
@@ -463,7 +505,7 @@ class WriterLock:
                 who = f"process {min(known)} (its record in {self.path} not yet written, or not civicat's)"
             elif holding is not None and not known and _held_unlisted(self.path, holding):   # (by one it cannot name)
                 who = _not_known_here(self.path, describe_holder(record) if isinstance(record.get("pid"), int)
-                                      else None, not_it=_written_here(record))
+                                      else None, not_it=_written_here(record), on=_other_machine(record))
             elif holding is not None and not known:   # (until session 45 said as held in another namespace)
                 who = "a process that let go of it as this one read who held it (try again)"
             else:

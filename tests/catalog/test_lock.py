@@ -599,3 +599,72 @@ def test_another_program_s_lock_held_outside_a_namespace_is_no_civicat_writer_wh
     assert refused.startswith(f"refused: {db} is being written by a process whose PID is not known here"), refused
     assert (f"not the civicat writer the record in {lock_path(db)} names (process {recorded['pid']} (") in refused
     assert "a PID of this namespace, which does not hold it): another program's lock" in refused
+
+
+def written_on_another_machine(db, *, pulls=True):
+    """The lock file's record as a records pull on another machine sharing the folder (NFS) writes it: in that
+    machine's own host PID namespace, whose id (`pid:[4026531836]`) is the same on every Linux machine, and with
+    that machine's boot id and host name."""
+    import json
+
+    record = json_record(db)
+    lock_path(db).write_text(json.dumps({**record, "pulls_records": pulls, "hostname": "nightly-2.city.example",
+                                         "boot_id": "0b5e6c1d-7f00-4a2b-9c3d-5e6f7a8b9c0d"}) + "\n")
+    return record
+
+
+def test_a_writer_on_another_machine_sharing_the_folder_is_a_writer_not_one_of_this_namespace(
+        tmp_path, monkeypatch, caplog):
+    """A records pull on another machine holds the lock of a catalogue on a file system both mount (NFS, whose
+    locks hold across machines): this machine's /proc/locks leaves that lock out, and a shared flock of the file
+    is refused. Its record names the host PID namespace, whose id is the same on every Linux machine: main read
+    it as written in this namespace, so its process, not listed, was "not that writer" (current_writer None: an
+    export read the read copy beside the folders the pull was replacing). Now the record names its machine (boot
+    id, host name): the pull is the writer, said as on that machine, with why a shared folder is no place for a
+    catalogue; a writer taking the lock after it warns the same. (The lock held by a real process; this machine's
+    list of locks as an NFS client's shows it: without that lock.)"""
+    import subprocess
+    import sys
+
+    from catalog import lock as lock_module
+    from catalog.lock import CatalogueBeingWritten, current_writer, describe_holder
+
+    db = tmp_path / "c.duckdb"
+    gone = last_written_by_a_process_gone(db)
+    assert json_record(db).get("pid_namespace"), "no PID namespace here to share with another machine"
+    written_on_another_machine(db)
+    recorded = tmp_path / "locks"
+    recorded.write_text("1: POSIX  ADVISORY  WRITE 4242 00:2b:99 0 EOF\n")   # (the other machine's lock not in it)
+    monkeypatch.setattr(lock_module, "PROC_LOCKS", recorded, raising=False)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys\nf = open(sys.argv[1], 'rb')\n"
+                               "fcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()\n",
+                               str(lock_path(db))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        writer = current_writer(db)
+        assert writer is not None and writer["pid"] == gone, writer   # (main: None, "not that writer")
+        assert pulls_records(writer)   # (an export is refused during it, as during any records pull)
+        said = describe_holder(writer)
+        assert said.startswith(f"a process on another machine, nightly-2.city.example (the record in {lock_path(db)} "
+                               f"names process {gone} ("), said
+        assert "keep the catalogue on a local disk of the machine that writes it" in said
+        with pytest.raises(CatalogueBeingWritten) as refused:
+            WriterLock(db).acquire()
+        assert f"{db} is being written by a process on another machine, nightly-2.city.example" in str(refused.value)
+    finally:
+        holder.communicate("", timeout=60)
+    caplog.set_level("WARNING", logger="civicat.lock")
+    with WriterLock(db) as taken:   # (the other machine's writer ended: taken, and said)
+        assert {k: taken.holder.get(k) for k in ("hostname", "boot_id")} == lock_module.this_host()
+    assert (f"{db} was last written from another machine, nightly-2.city.example (its lock file's record process "
+            f"{gone} (") in caplog.text
+    assert "keep the catalogue on a local disk" in caplog.text
+    # a record written on this machine (its boot id this one's) and in this namespace is read as before: its
+    # process, not listed, does not hold the lock (another program's lock)
+    record = json_record(db)
+    assert record["boot_id"] == lock_module.this_host().get("boot_id")
+    with open(lock_path(db), "rb") as held:
+        import fcntl
+
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert current_writer(db) is None
