@@ -40,6 +40,12 @@ class CatalogueBeingWritten(Exception):
     names that process. (Not catalog.store.OtherCursorsKeptTheCatalogue: within one writer.)"""
 
 
+class CatalogueReplaced(Exception):
+    """The file at the catalogue's path, as a writer opened it, is not the one its check read (another
+    program put its own there between the two, or took it away): left unwritten. (Here, not in
+    catalog.store, which readers do not import: connect_read_only catches it.)"""
+
+
 def lock_path(db_path: str | Path) -> Path:
     db_path = Path(db_path)
     return db_path.with_name(db_path.name + ".lock")
@@ -596,25 +602,39 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
     read-only open cannot replay ("Failure while replaying WAL ... Could not write file"):
     replaying it writes to the database file. The next harvest would replay it; a reader
     does the same when no writer holds the catalogue (the lock taken, the WAL replayed and
-    checkpointed by a writable open), so `civicat sql` and the exports work after a crash."""
+    checkpointed by a writable open), so `civicat sql` and the exports work after a crash. Only into
+    the file whose open found the log: another put at the path meanwhile is opened afresh (until
+    session 46 the log was replayed into it, and written there); a log DuckDB refuses as not the
+    file's is set aside (checkpoint_wal)."""
     import duckdb
 
     from catalog import uncut
     from catalog.read_copy import catalogue_of
     from catalog.versions import not_a_catalogue
 
-    try:
-        con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
-    except duckdb.IOException as exc:
-        if "replaying WAL" not in str(exc):
-            raise
+    for last in (False, True):
         try:
-            with WriterLock(db_path):
-                checkpoint_wal(db_path)
-        except CatalogueBeingWritten:
-            raise CatalogueBeingWritten(f"{db_path}: its last write was cut short and a harvest is writing it now "
-                                "(it recovers the catalogue); try again when it ends") from exc
-        con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+            meant = os.stat(db_path)   # (the file whose open found a log to replay: none other is written)
+        except OSError:
+            meant = None
+        try:
+            con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+            break
+        except duckdb.IOException as exc:
+            if "replaying WAL" not in str(exc) and not not_this_files_log(exc):   # (an older one's: said without)
+                raise
+            try:
+                with WriterLock(db_path):
+                    checkpoint_wal(db_path, checked=meant)
+            except CatalogueBeingWritten:
+                raise CatalogueBeingWritten(f"{db_path}: its last write was cut short and a harvest is writing it "
+                                            "now (it recovers the catalogue); try again when it ends") from exc
+            except CatalogueReplaced:   # (another file at the path since: read as the first was, from its open)
+                if last:
+                    raise
+                continue
+            con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+            break
     # another program's DuckDB file (`--db other.duckdb`): refused, where its reader met no such
     # table (a traceback) or ran on it (an empty export, `sql` reading someone else's data)
     refused = not_a_catalogue(con, catalogue_of(db_path) or db_path)
@@ -644,11 +664,68 @@ def _say_if_newer(con, db_path: str | Path) -> None:
                                                   named, newer)
 
 
-def checkpoint_wal(db_path: str | Path) -> None:
+# DuckDB's refusal of a log written for another state of the file at the path (its checkpoint iteration
+# not the file's: "… That means the WAL was created for a newer version of this database …"), or for another
+# database's file
+_NOT_THIS_FILES_LOG = ("the WAL checkpoint iteration does not match the database file",
+                       "WAL does not match database file")
+
+
+def checkpoint_wal(db_path: str | Path, checked: os.stat_result | None = None) -> None:
     """Replay the WAL a writer killed after its commits left, and write them into the file (a
     writable open, then a checkpoint). The caller holds the writer lock. In the catalogue's
-    format: the WAL may hold what only it can store."""
-    from catalog import uncut
+    format: the WAL may hold what only it can store. `checked`: the file the caller meant (its stat):
+    another put at the path since is not opened (catalog.store.CatalogueReplaced).
 
-    with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
-        writer.execute("CHECKPOINT")
+    A log that is not the file's, which DuckDB refuses (written at another checkpoint of the file: a backup put
+    back after a writer was killed; or for another database), is set aside (renamed as catalog.store's
+    set_aside_this_runs_log renames a replaced run's), and said: until session 46 no writer, export or reader of the catalogue went on until the user took
+    it away."""
+    import duckdb
+
+    from catalog import uncut
+    from catalog.store import how_replaced, log_path_of
+
+    db_path = Path(db_path)
+    log = log_path_of(db_path)
+    try:
+        found = os.stat(log)
+    except OSError:
+        found = None
+    if why := how_replaced(db_path, checked):
+        raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
+    try:
+        with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
+            writer.execute("CHECKPOINT")
+    except duckdb.IOException as exc:
+        if not not_this_files_log(exc) or not _set_aside_not_its_log(db_path, found, f"DuckDB refused it: {exc}"):
+            raise
+
+
+def not_this_files_log(exc: Exception) -> bool:
+    """DuckDB refused the catalogue's write-ahead log as not the file's (_NOT_THIS_FILES_LOG)."""
+    return any(said in str(exc) for said in _NOT_THIS_FILES_LOG)
+
+
+def _set_aside_not_its_log(db_path: Path, found: os.stat_result | None, why: str) -> bool:
+    """The write-ahead log `found` at the catalogue's path before checkpoint_wal opened it, which DuckDB refused
+    as not the file's (`why`), set aside and said, where it is there still; whether it was (anything else is
+    left as it is: the refusal stands)."""
+    from catalog.store import log_path_of, rename_log_aside
+
+    log = log_path_of(db_path)
+    try:
+        if found is None or not os.path.samestat(os.stat(log), found):
+            return False
+        aside = rename_log_aside(log)
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError):
+            logging.getLogger("civicat").warning("%s is not the log of the file at %s (%s), and could not be set "
+                                                 "aside (%s): take it away", log, db_path, why, exc.strerror or exc)
+        return False
+    logging.getLogger("civicat").warning(
+        "%s is not the log of the file at %s (%s): the log of a file that one replaced (a backup put back after a "
+        "writer was killed, say), or of another state of it; moved to %s, where no open of that path replays it "
+        "nor a write there overwrites it. What it holds is the file's it was written for: put that file back at "
+        "%s with the log beside it as %s to read it", log, db_path, why, aside, db_path, log)
+    return True

@@ -668,3 +668,58 @@ def test_a_writer_on_another_machine_sharing_the_folder_is_a_writer_not_one_of_t
 
         fcntl.flock(held, fcntl.LOCK_EX)
         assert current_writer(db) is None
+
+
+def test_a_reader_s_recovery_writes_no_file_put_at_the_path_after_its_open_found_the_log(tmp_path, monkeypatch):
+    """A reader whose read-only open cannot replay the catalogue's log takes the writer lock and replays it
+    with a writable open (connect_read_only), by the path. Here a writer was killed after a commit and the user
+    put back last night's backup, which refuses the log (another checkpoint's); as the reader takes the lock
+    the user puts the crashed catalogue back (a real process). On main the recovery opened that file, which the
+    reader never looked at, replayed the log into it and wrote it there. Now the recovery writes only the file
+    whose open found the log: the file put there since is read afresh (its log replayed in memory, as a
+    read-only open does), its bytes and its log left for its next writer."""
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from catalog.lock import connect_read_only
+    from catalog.store import Store
+    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
+    from tests.harvester.test_cli_one_catalogue_a_folder import KILLED_AFTER_ITS_COMMIT, MOVES_IT_ASIDE_AND_PUTS_BACK
+
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    store.start_run("last-night", "sea", datetime.now(UTC))
+    store.close()
+    backup = tmp_path / "backup.duckdb"
+    shutil.copyfile(db, backup)
+    store = Store(db)   # (a checkpoint after the backup)
+    store.start_run("tonight", "sea", datetime.now(UTC))
+    store.close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ITS_COMMIT, str(db)], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert (killed.returncode, killed.stdout) == (-9, "committed\n"), killed.stderr
+    put_back = subprocess.run([sys.executable, "-c", MOVES_IT_ASIDE_AND_PUTS_BACK, str(db), str(backup)],
+                              capture_output=True, text=True, timeout=120)
+    assert put_back.returncode == 0, put_back.stderr
+    crashed = db.with_name("c.duckdb.crashed")
+    crashed_bytes = hashlib.sha256(crashed.read_bytes()).hexdigest()
+    acquire, ran = WriterLock.acquire, []
+
+    def taken_as_the_crashed_one_is_put_back(self):
+        acquire(self)
+        if not ran:
+            done = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(crashed)],
+                                  capture_output=True, text=True, timeout=120)
+            ran.append((done.returncode, done.stdout.strip()))
+
+    monkeypatch.setattr(WriterLock, "acquire", taken_as_the_crashed_one_is_put_back)
+    with connect_read_only(db) as con:
+        runs = {r[0] for r in con.execute("SELECT run_id FROM harvest_runs").fetchall()}
+    assert ran == [(0, "replaced")]
+    assert runs == {"last-night", "tonight", "the-killed-run"}   # (the file put back, its log read in memory)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == crashed_bytes   # (main: the log written into it)
+    assert db.with_name("c.duckdb.wal").stat().st_size > 0   # (main: gone, checkpointed by the reader)
