@@ -839,11 +839,12 @@ class Windows:
                     self.read_again.update(map(_request_key, new))
                 yield new, self._going_on_from(reading_again=True)
         finally:
+            # (its windows kept short are the run's errors even where the pull fails as it is read: the notices)
             self.asked += again.asked
+            self.short += [message for message in again.short if message not in self.short]
         self.largest = max(self.largest, again.largest)
         self.page_size = self.page_size or again.page_size
         self.sized_whole = self.sized_whole or again.sized_whole   # (days it took whole by size are this pull's)
-        self.short += [message for message in again.short if message not in self.short]
         self.deepest = max(self.deepest, again.deepest)
         self.doubtful += [window for window in again.doubtful if window not in self.doubtful]
         self.doubts.update(again.doubts)
@@ -1802,11 +1803,15 @@ class RequestsRecords(RecordSource):
             self.restarted_past_half = True
             raise
 
-    def notices(self) -> list[tuple[str, ...]]:
+    def notices(self, kept: bool = True) -> list[tuple[str, ...]]:
+        # (a window kept short is an error of a pull that is kept; of one that failed, which keeps nothing it
+        # read, a warning: what the next pull meets there)
         return [("RefusedServiceCode", f"the server refuses to be asked for service_code={code} ({why}): taken as a "
                  "service type whose requests it gives none of (a private one), not asked again by this pull")
                 for code, why in sorted(getattr(self, "refused", {}).items())] + \
-            [("RequestsUnread", f"{message}: the pull kept the requests it read", "error")
+            [("RequestsUnread", f"{message}: the pull kept the requests it read", "error") if kept else
+             ("RequestsUnread", f"{message}: the pull failed, keeping none of the requests it read (the previous "
+              "records kept)", "warning")
              for message in getattr(self, "short", ())]
 
     def resumes_at(self, state: dict) -> bool:

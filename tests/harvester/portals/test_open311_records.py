@@ -17,7 +17,7 @@ import pytest
 from catalog.records import PreviousPull, RecordsLayout, previous_pull
 from harvester.portals import adapter_for
 from harvester.portals.open311 import SECOND, RequestsRecords, _ids, _stamp
-from harvester.http import TransientError
+from harvester.http import PermanentError, TransientError
 from harvester.records import RecordsError, SourceChanged, StartsOver, pull_dataset
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.harvester.portals.test_open311 import JSON_SERVICES
@@ -393,6 +393,73 @@ def test_a_day_deeper_than_a_server_reading_whole_days_pages_is_an_error_naming_
     errors, pulls, published = records_run(db)
     assert result.exit_code == 0 and [e for e in errors if e[2] == "error"] == [], errors
     assert sorted(published) == sorted(served)
+
+
+class FailsPastACheckedDay(Open311Portal):
+    """Once asked whether it pages past its `last_page` over the 90 days up to `day` (a midnight) or from it,
+    answers every later window (a page 1 from the day after `day` on) HTTP 400: a pull that fails after
+    that day was kept short."""
+
+    def __init__(self, day: str, **kwargs):
+        super().__init__(**kwargs)
+        self.day, self.failing = instant(day), False
+
+    def requests_page(self, query):
+        start, end = instant(query["start_date"]), instant(query["end_date"])
+        page = int(query.get("page", 1))
+        if self.failing and page == 1 and start >= self.day + timedelta(days=1):
+            return 400, [{"code": 400, "description": "start_date is out of range"}]
+        if page > self.last_page and end - start > timedelta(days=80) \
+                and self.day in (start, end - timedelta(days=1)):
+            self.failing = True
+        return super().requests_page(query)
+
+
+def test_a_pull_failing_after_a_day_paged_no_deeper_says_it_kept_none_of_it(tmp_path):
+    """The day of 130 from a server reading whole days that pages only two deep, kept with its 100 and an
+    error saying "the pull kept the requests it read" — then a later window fails the pull (HTTP 400), which
+    keeps nothing it read (the previous records kept): the notice said it kept them. It says the pull failed,
+    keeping none, a warning beside the pull's error."""
+    with FailsPastACheckedDay("2020-01-08T00:00:00Z", services=JSON_SERVICES,
+                              requests=a_day_of(130, "2020-01-08") + load_json(BOSTON), whole_days=True,
+                              last_page=2) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+        assert portal.failing
+    errors, pulls, published = records_run(db)
+    assert pulls == [] and published == [], result.output
+    assert [(source_id, kind, severity) for source_id, kind, severity, _ in errors] == [
+        ("service-requests", "ClientError", "error"), ("service-requests", "RequestsUnread", "warning")], errors
+    unread = errors[1][3]
+    assert unread.startswith("the one day at start_date=2020-01-08T00:00:00Z, end_date=2020-01-09T00:00:00Z, page=1 "
+                             "gave 2 full page(s), 100 requests, then an empty page"), unread
+    assert unread.endswith(": the pull failed, keeping none of the requests it read (the previous records kept)") \
+        and "kept the requests it read" not in unread, unread
+
+
+def test_a_day_paged_no_deeper_in_a_window_read_again_is_named_where_the_pull_fails_reading_it_again(tmp_path,
+                                                                                                      store):
+    """200 requests a day, 8 of every 20 left out of a cut page in odd weeks, from a server reading whole days
+    and paging two deep: the first week's days, taken whole in a window under the margin learned narrow, are
+    read again, split, once it widens, and each is paged no deeper (kept short: an error naming it). The pull
+    fails while that window is read again (HTTP 400 past its first day): the day's message was merged into
+    the pull's after the reading again only, so dropped, the failed pull naming no day. Kept."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+
+    class Fails(FailsPastACheckedDay, ThinsWholeDays):
+        pass
+
+    with Fails("2024-01-01T00:00:00Z", days_in="UTC", private=8, services=JSON_SERVICES,
+               requests=uniform_city(200, 14, start), last_page=2) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=14), since=start)
+        with pytest.raises(PermanentError, match="HTTP 400"):
+            pulled_into(layout, store.con, source)
+        assert portal.failing
+    assert len(source.short) == 1 and source.short[0].startswith(
+        "the one day at start_date=2024-01-01T00:00:00Z, end_date=2024-01-02T00:00:00Z, page=1 gave 2 full page(s)"), \
+        source.short
+    assert [kind for kind, *_ in source.notices(kept=False)] == ["RequestsUnread"]
 
 
 def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
