@@ -326,10 +326,11 @@ def test_a_second_deeper_than_the_server_pages_that_parts_cannot_tell_is_kept_wi
     assert served - set(published) <= second and len(second & set(published)) == 100   # (the rest of the second only)
     assert [(source_id, kind, severity) for source_id, kind, severity, _ in errors] == [
         ("service-requests", "RequestsUnread", "error")], errors
+    # (Boston's 90 days before it hold more than three pages the pull read: the server shown to page no deeper)
     assert re.search(r"the one second at start_date=2020-01-08T14:23:26Z, end_date=2020-01-08T14:23:27Z, page=1 gave "
-                     r"2 full page\(s\), 100 requests, then an empty page, and the server gives no page 3 of the 90 "
-                     r"days up to it or from it either: .* the pull kept the requests it read", errors[0][3]), \
-        errors[0][3]
+                     r"2 full page\(s\), 100 requests, then an empty page, and the server pages no deeper than page 2 "
+                     r"\(its page 3 of 90 days it holds more requests in was empty\), .* the pull kept the requests it "
+                     r"read", errors[0][3]), errors[0][3]
 
 
 @pytest.mark.parametrize("services", [[], JSON_SERVICES], ids=["no-codes-listed", "codes-not-given"])
@@ -393,6 +394,52 @@ def test_a_day_deeper_than_a_server_reading_whole_days_pages_is_an_error_naming_
     errors, pulls, published = records_run(db)
     assert result.exit_code == 0 and [e for e in errors if e[2] == "error"] == [], errors
     assert sorted(published) == sorted(served)
+
+
+@pytest.mark.parametrize("whole_days", [True, False], ids=["a-day", "a-second"])
+def test_a_window_of_exactly_two_pages_alone_in_its_180_days_is_read_whole_by_the_citys_busy_days(tmp_path,
+                                                                                                  whole_days):
+    """A window of exactly two pages (a day of 100, from a server reading whole days; or a second of 100 of
+    one status and no code), no other request within 90 days either side, from a server paging as deep as
+    asked: its page 3 is empty, and so is page 3 of the 90 days up to it and from it, as a server paging two
+    deep would answer. It was kept with an error saying its requests past those 100 were unread (a false
+    `RequestsUnread`, documented). A cap is the server's: the city's busy days months later (40 a day for 10
+    days, each day under a page) hold more than three pages, and their page 3 is given: the window is whole,
+    no error, one request more."""
+    start = datetime(2019, 7, 1, tzinfo=UTC)
+    busy = uniform_city(40, 10, start)
+    window = a_day_of(100, "2019-01-02") if whole_days else one_second(100, "2019-01-02T12:00:00Z")[:100]
+    with Open311Portal(services=[], requests=window + busy, whole_days=whole_days) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+        deeper = [q for p, q, _ in portal.requests if p == "/requests.json" and q["page"] == "3"
+                  and instant(q["start_date"]) >= start - timedelta(days=3)]
+    errors, pulls, published = records_run(db)
+    assert result.exit_code == 0 and [e for e in errors if e[2] == "error"] == [], errors
+    assert sorted(published) == sorted(r["service_request_id"] for r in portal.service_requests)
+    assert len(deeper) == 1, deeper   # (the busy days' page 3, once)
+
+
+def test_a_server_paging_two_deep_is_asked_so_once_a_pull_not_each_capped_day(tmp_path, store):
+    """A server reading whole days that pages two deep, 130 requests a day for 10 days: each day's pages end
+    at an empty page 3, and the pull asked page 3 of the 90 days up to it and from it, for each of the day's
+    two readings: 4 requests a day, the answer the same. Once a span the pull read more than three pages in
+    gives no page 3, the server pages no deeper: the days after are kept short at once. Every day named, its
+    100 kept."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests = [{"service_request_id": f"{day}-{n}", "status": "open",
+                 "requested_datetime": _stamp(start + timedelta(days=day, minutes=8 * 60 + 5 * n))}
+                for day in range(10) for n in range(130)]
+    layout = RecordsLayout(tmp_path / "records")
+    with Open311Portal(services=JSON_SERVICES, requests=requests, whole_days=True, last_page=2) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
+        result = pulled_into(layout, store.con, source)
+        deeper = [q for p, q, _ in portal.requests if p == "/requests.json" and q["page"] == "3"
+                  and instant(q["end_date"]) - instant(q["start_date"]) > timedelta(days=80)]
+    assert result.rows == 1_000 and [message[:36] for message in source.short] == [
+        f"the one day at start_date=2024-01-{day:02d}" for day in range(1, 11)], source.short
+    assert all("pages no deeper than page 2" in message for message in source.short[2:]), source.short
+    assert len(deeper) == 5, deeper   # (two days asked both spans; the third, the days before, shows the cap)
 
 
 class FailsPastACheckedDay(Open311Portal):
