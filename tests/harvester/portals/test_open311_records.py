@@ -1068,14 +1068,8 @@ def test_a_private_service_type_of_half_the_requests_or_more_loses_none_of_the_o
     assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
 
 
-def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losing_none(tmp_path, store, caplog):
-    """A city of 331 requests a day for 27 days, two thirds of a private service type (bench/open311_windows.py
-    --private-type's city 11), from a server that reads UTC's whole days, ignores `page`, cuts at 50 and then
-    leaves the private requests out. A first pull reads by times until the server is shown not to read them,
-    and starts over by whole days; there the server is seen past the half rule after days were taken whole
-    by their answers' size. A pull started over once, a second start-over failed it; so the second was not
-    raised: those days were kept, 80 of the 3,058 public requests lost, the pull ok. Each reason to start
-    over is met once a pull, and the pull starts over for each: none lost, each published once."""
+def past_half_city() -> tuple[datetime, int, list[dict]]:
+    """The city of 331 requests a day for 27 days below: its start, days and requests."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     draw = random.Random(11)
     per_day, days = draw.randint(100, 400), draw.randint(10, 30)
@@ -1085,10 +1079,27 @@ def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losin
                  "status": "open" if n % 6 == 0 else "closed",
                  "service_code": "private" if draw.random() < 0.67 else draw.choices(CODES, weights)[0]}
                 for n, moment in enumerate(moments)]
+    return start, days, requests
+
+
+def past_half_server(requests: list[dict]) -> ThinsWholeDays:
+    """Reads UTC's whole days, ignores `page`, cuts at 50 and then leaves the private type's requests out."""
+    return ThinsWholeDays("UTC", private=0, odd_weeks=False, requests=requests, paging=False,
+                          services=[*CITY_SERVICES, {"service_code": "private", "service_name": "Private"}],
+                          private_in={"private": 20})
+
+
+def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losing_none(tmp_path, store, caplog):
+    """A city of 331 requests a day for 27 days, two thirds of a private service type (bench/open311_windows.py
+    --private-type's city 11), from a server that reads UTC's whole days, ignores `page`, cuts at 50 and then
+    leaves the private requests out. A first pull reads by times until the server is shown not to read them,
+    and starts over by whole days; there the server is seen past the half rule after days were taken whole
+    by their answers' size. A pull started over once, a second start-over failed it; so the second was not
+    raised: those days were kept, 80 of the 3,058 public requests lost, the pull ok. Each reason to start
+    over is met once a pull, and the pull starts over for each: none lost, each published once."""
+    start, days, requests = past_half_city()
     layout = RecordsLayout(tmp_path / "records")
-    with ThinsWholeDays("UTC", private=0, odd_weeks=False, requests=requests, paging=False,
-                        services=[*CITY_SERVICES, {"service_code": "private", "service_name": "Private"}],
-                        private_in={"private": 20}) as portal:
+    with past_half_server(requests) as portal:
         adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
         result = pulled_into(layout, store.con, RequestsRecords(adapter, None, now=start + timedelta(days=days),
                                                                 since=start))
@@ -1099,6 +1110,61 @@ def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losin
         and "more than half of some" in started_over[1], started_over
     assert result.status == "ok" and len(published) == len(set(published)) == result.rows
     assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+
+
+class StartsOverFirst(RequestsRecords):
+    """Starts over `more` times at the first window of a pull's readings, before the server's own reasons."""
+
+    def __init__(self, *args, more: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.more = more
+
+    def batches(self, resume):
+        for batch in super().batches(resume):
+            if self.more:
+                self.more -= 1
+                raise StartsOver("the rows read so far are to be read again")
+            yield batch
+
+
+def test_a_pull_starts_over_three_times_at_most_and_a_fourth_fails_it_keeping_the_records_before(tmp_path, store,
+                                                                                                 caplog):
+    """A pull starts over for each reason it meets (StartsOver), three at most (STARTS_OVER_AT_MOST: Open311's
+    three reasons, each once a pull). The city above, whose server makes two reasons fire (shown not to read
+    times, then past half), and one more before them: started over three times, none lost, each published
+    once. A fourth (two more before them): the pull fails, the run naming the dataset and the bound, its
+    records before kept whole, none read again."""
+    from harvester.pipeline import ErrorLog, PortalReport, harvest
+    from harvester.records import STARTS_OVER_AT_MOST, pull_records
+
+    start, days, requests = past_half_city()
+    layout = RecordsLayout(tmp_path / "records")
+    outcomes = []
+    with past_half_server(requests) as portal:
+        config = portal_config("bos311", "open311", portal.url)
+        harvest([config], store, fast_client())
+        for more in (1, 2):
+            adapter = adapter_for(config, fast_client())
+            adapter.record_source = lambda _dataset, _previous, more=more: StartsOverFirst(
+                adapter, None, now=start + timedelta(days=days), since=start, more=more)
+            errors = ErrorLog(store, f"run-{more}", "bos311", PortalReport("bos311"))
+            caplog.clear()
+            [result] = pull_records(adapter, ["service-requests"], store.con, layout, run_id=f"run-{more}",
+                                    errors=errors)
+            published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+            outcomes.append((result, [r.getMessage() for r in caplog.records if "the pull starts over" in r.getMessage()],
+                             [row["message"] for row in errors.rows if row["stage"] == "records"], published))
+    public = {r["service_request_id"] for r in requests} - portal.private
+    (three, started, reported, published), (four, started_again, failed, kept) = outcomes
+    assert STARTS_OVER_AT_MOST == 3 and three.status == "ok" and reported == [], reported
+    assert len(started) == 3 and "to be read again" in started[0] and "does not read the times" in started[1] \
+        and "more than half of some" in started[2], started
+    assert sorted(published) == sorted(public) and three.rows == len(public), f"{len(public - set(published))} lost"
+    assert four.status == "failed" and len(started_again) == 3 and len(failed) == 1, (started_again, failed)
+    assert failed[0].startswith("records pull failed (bos311:service-requests): the server leaves out up to") \
+        and failed[0].endswith("; the pull had started over 3 times already, and does not again: its previous "
+                               "records kept"), failed[0]
+    assert kept == published   # (the records of the pull before, whole)
 
 
 def test_a_service_code_the_server_refuses_is_taken_as_private_not_failing_the_pull(tmp_path, store, caplog):
