@@ -487,7 +487,7 @@ class Windows:
         # by page asked; the windows kept short while that was unknown, asked about again at the pull's end
         # (`unsure`: [start, end, pages, message]); the requests the pull read, by the zone's day they were made in
         self.no_deeper: int | None = state.get("no_deeper")
-        self.deeper_answers: dict[tuple[datetime, datetime, int], bool] = {}
+        self.deeper_answers: dict[tuple[datetime, datetime, int], bool | None] = {}
         self.unsure: list[list] = [list(window) for window in state.get("unsure", ())]
         self.read_by_day: dict[int, int] = {}
         self.counts_read = True   # (a window read again: its reading counts what it yields, _read_split)
