@@ -418,15 +418,19 @@ def _narrower(count: int, narrow: list[int] | None, alone: int | None, heading: 
         yield sorted(narrow + extras[:added]), heading
 
 
-def echo_expanded(rows: list[list], columns: list[str]) -> None:
+def echo_expanded(rows: list[list], columns: list[str], piped_as_table: bool = False) -> None:
     """`sql`'s rows where its table runs past the terminal (output_width), as psql's expanded display shows
     them: each row a block, a line a column, its value wrapped at spaces to the width, never cut (they are
-    the query's answer: `--format csv` or `json` for a script); piped, tab-separated (echo_tab_separated)."""
+    the query's answer: `--format csv` or `json` for a script); piped, tab-separated (echo_tab_separated), or
+    `piped_as_table` (`--format table` given) the table whole."""
     import textwrap
 
     width = output_width()
     if width is None:
-        echo_tab_separated(rows, columns)
+        if piped_as_table:
+            click.echo(table_text(rows, columns))
+        else:
+            echo_tab_separated(rows, columns)
         return
     text = table_text(rows, columns)
     if _widest_line(text) <= width:
@@ -2004,9 +2008,9 @@ def runs(limit, show_errors, db_path, as_json):
 
 @cli.command()
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,
               help="How the rows are printed (in each: a BLOB as base64, an INTERVAL as ISO 8601, a list or "
-                   "struct as JSON).")
+                   "struct as JSON).  [default: table; piped, tab-separated unless --format table is given]")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
 def sql(query, fmt, db_path, as_json):
@@ -2015,7 +2019,8 @@ def sql(query, fmt, db_path, as_json):
 
     if as_json and fmt == "csv":
         raise click.UsageError("--json and --format csv contradict each other: give one")
-    fmt = "json" if as_json else fmt
+    # (a table asked for is printed piped too, whole: until session 46 piped was tab-separated whatever was asked)
+    table_asked, fmt = fmt == "table", "json" if as_json else fmt or "table"
 
     try:
         columns, rows = _open(lambda path: run_query(path, query), db_path)
@@ -2032,7 +2037,7 @@ def sql(query, fmt, db_path, as_json):
         click.echo("".join(csv_lines([columns, *([text_cell(cell) for cell in row] for row in rows)])), nl=False,
                    color=True)
     else:   # (the same text as CSV: one form of a value whatever the format)
-        echo_expanded([[text_cell(cell) for cell in row] for row in rows], columns)
+        echo_expanded([[text_cell(cell) for cell in row] for row in rows], columns, piped_as_table=table_asked)
 
 
 @cli.command()
@@ -2184,30 +2189,45 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         pairs = [{"uid_a": shown(p["uid_a"]), "city_a": c.cities[c.row(p["uid_a"])],
                   "title_a": redacted_text(c.titles[c.row(p["uid_a"])]), "uid_b": shown(p["uid_b"]),
                   "city_b": c.cities[c.row(p["uid_b"])], "title_b": redacted_text(c.titles[c.row(p["uid_b"])]),
-                  **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
+                  **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")},
+                  "explanation": shown.text(p["explanation"])} for p in pairs]   # (a uid it names: as printed)
     if as_json:
-        say_why(groups, [(shown(a), shown(b), score, explanation) for a, b, score, explanation in stored])
+        say_why(groups, [(shown(a), shown(b), score, shown.text(explanation)) for a, b, score, explanation in stored])
         payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
                    "strong_pairs": len(result.pairs.total), "groups": groups}
         if show_pairs:
             payload["pairs"] = pairs
         echo_json(payload)
-    elif empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
-        click.echo(f"no dataset to compare: {empty}")
     else:
-        click.echo(wrapped(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} "
-                           f"pairs >= {result.min_score}, {len(groups)} groups" + (", most cities first" if groups else "")))
-        if groups:
-            echo_overlap_groups(groups)
-        if show_pairs:
-            click.echo(f"\n{counted(len(pairs), 'pair')}, best first:")
-            echo_overlap_pairs(pairs)
-        if groups:
-            # (the pairs asked again as these were computed: --pairs alone would compute other groups)
-            computed = (f" --min-score {min_score:g}" if min_score is not None else "") + (
-                " --embeddings" if use_embeddings else "")
-            echo_overlap_hints(groups[0]["group_id"], None if show_pairs else f"--pairs{computed}", db_path)
+        # piped, stdout holds the groups (and pairs) alone, the lines about them on stderr: data on stdout, talk on
+        # stderr (`civicat overlap > groups.tsv` a TSV file, a reader of it no line to skip; until session 46 the
+        # summary and the hints were written into it, `cut -s` needed to leave them out)
+        talk = output_width() is None
+        if empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
+            click.echo(f"no dataset to compare: {empty}", err=talk)
+        else:
+            echo_overlap_run(result, groups, pairs if show_pairs else None, talk, min_score, use_embeddings, db_path)
     exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
+
+
+def echo_overlap_run(result, groups: list[dict], pairs: list[dict] | None, talk: bool, min_score: float | None,
+                     use_embeddings: bool, db_path: Path) -> None:
+    """`civicat overlap`'s text: the summary, the groups, the pairs (None: not asked) and the hints; the summary,
+    the pairs' heading and the hints on stderr where `talk` (piped)."""
+    click.echo(wrapped(f"{len(result.catalogue)} datasets compared, {result.candidates} candidate pairs, "
+                       f"{len(result.pairs.total)} pairs >= {result.min_score}, {len(groups)} groups"
+                       + (", most cities first" if groups else "")), err=talk)
+    if groups:
+        echo_overlap_groups(groups)
+    if pairs is not None:
+        click.echo(f"\n{counted(len(pairs), 'pair')}, best first:", err=talk)
+        echo_overlap_pairs(pairs)
+    if groups:
+        # (the pairs asked again as these were computed: --pairs alone would compute other groups)
+        computed = (f" --min-score {min_score:g}" if min_score is not None else "") + (
+            " --embeddings" if use_embeddings else "")
+        echo_overlap_hints(groups[0]["group_id"], None if pairs is not None else f"--pairs{computed}", db_path,
+                           err=talk)
 
 
 CUT = "\u2026"   # the mark of a text cut to fit ('…')
@@ -2286,7 +2306,7 @@ def echo_overlap_groups(groups: list[dict]) -> None:
         click.echo(table_text(rows, headers))
 
 
-def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path) -> None:
+def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path, err: bool = False) -> None:
     """After the groups (and pairs): how to see a group's datasets and why they compare, every pair's uids
     (`civicat overlap` with `pairs_options`, unless they were listed), a dataset's nearest; each line within 80
     columns but for a --db path or a --min-score (a command is never broken: cut, it would not run)."""
@@ -2294,7 +2314,7 @@ def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Pat
     click.echo(f"\na group's datasets and why they compare (group {first_group} here):\n"
                f"  civicat overlap --group {first_group}{db}\n"
                + (f"every pair with its datasets' uids: civicat overlap {pairs_options}{db}\n" if pairs_options else "")
-               + f"a dataset's nearest in other cities: civicat similar UID{db}")
+               + f"a dataset's nearest in other cities: civicat similar UID{db}", err=err)
 
 
 def say_why(groups: list[dict], stored: list[tuple]) -> None:
