@@ -1495,19 +1495,13 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         lock.release()
     if as_json:
         from dataclasses import asdict
-        echo_json([{**asdict(r), "uid": shown(r.uid), "path": shown.folder(r.uid, r.path),
-                    "path_also_names": shown.folders_alike(r.uid) if r.path else [],
-                    "error_message": shown.text(r.error_message)} for r in results])
+        echo_json([{**asdict(r), "uid": shown(r.uid), "error_message": shown.text(r.error_message)}
+                   for r in results])
     else:
         echo_rows([[shown(r.uid), r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}",
-                    shown.folder(r.uid, r.path) or shown.text(r.error_message or "")]
+                    r.path or shown.text(r.error_message or "")]
                    for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"],
                   first=2, alone=6, cut=[not r.path for r in results])
-        for r in results:   # (a glob naming two folders: said, each by its dataset as printed)
-            if r.path and (alike := shown.folders_alike(r.uid)):
-                click.echo(wrapped(f"the folder of {shown(r.uid)} is printed as a glob that names the folder of "
-                                   f"{' and '.join(alike)} too: their source ids differ only in their key, which "
-                                   "the glob leaves out"))
     if all(r.status == "ok" for r in results):
         exit_if_no_room_after_storing("every pull was stored", store.checkpoint_found_no_room, copy_not_made)
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
@@ -1592,91 +1586,13 @@ class ShownUids:
     def text(self, text: str | None) -> str | None:
         """A message that may name a uid (`no dataset 'p:…?token=…'`): each named as printed, any
         other link holding a secret redacted (catalog.links.redacted_text)."""
-        from catalog.links import redacted_text
+        from catalog.links import WordsReplaced, named_as_exported
 
-        # (no secret: most messages, passed by at once; a '%' may escape a secret's '=' or '@', catalog.links)
-        if not text or ("=" not in text and "@" not in text and "%" not in text):
-            return text
-        if self.shown:   # (one pass over the message, the longest uid where two begin alike: until session 44
-            # each uid was looked for in each message, 100 uids x 10,000 messages 0.4 s, 1,000 uids 1.9 s)
-            if self._named is None:
-                self._named = WordsReplaced(self.shown)
-            text = self._named.replaced(text)
-        return redacted_text(text)
-
-    def folder(self, uid: str, path: str | None) -> str | None:
-        """A records folder as printed: named by its dataset's source id, each secret in it a `*` (a shell glob:
-        `cd`, `ls` and Python's glob take it for the folder, which keeps the key, the catalogue's own copy; until
-        session 44 the secret was printed REDACTED, a path no folder has). Where two source ids differ only in
-        their key (`#2`), the glob names both folders: folders_alike names the others."""
-        from catalog.records import safe_segment
-
-        if uid not in self.shown or path is None:
-            return path
-        source_id = uid.partition(":")[2]   # (as printed less its number, `#2`: no part of the folder's name)
-        return path.replace(f"dataset={safe_segment(source_id)}", f"dataset={self._glob(source_id)}")
-
-    @staticmethod
-    def _glob(source_id: str) -> str:
-        from catalog.links import REDACTED, redacted
-        from catalog.records import segment_glob
-
-        return segment_glob(source_id, redacted(source_id), REDACTED)
-
-    def folders_alike(self, uid: str) -> list[str]:
-        """The other datasets, as printed, whose records folder the glob folder() prints for `uid` names too:
-        those of its portal whose source ids differ from its only in their key (a glob names both, and none
-        that tells them apart can leave the key out; until session 45 printed with no word of it)."""
-        from fnmatch import fnmatchcase
-
-        from catalog.records import safe_segment
-
-        if uid not in self.shown:
-            return []
-        portal_id, _, source_id = uid.partition(":")
-        glob = self._glob(source_id)
-        return [shown for other, shown in self.shown.items() if other != uid and other.startswith(f"{portal_id}:")
-                and fnmatchcase(safe_segment(other.partition(":")[2]), glob)]
-
-
-class WordsReplaced:
-    """Any of `words` (each -> what a text gives it as) in a text, in one pass, the longest where one begins
-    another: a trie (a dict a character, "" where a word ends) walked from each place one may begin, which a
-    flat pattern of the words' beginnings (their text up to their first ':', a uid's portal and ':') finds.
-    Until r44 one regular expression nested a group a fork of the trie: past some 330 forks on one path (a
-    portal's identifiers each the one before and more, `?token=a`, `?token=a&b=1`, ...) building it, and
-    re compiling it, raised RecursionError, and every command printing a message failed."""
-
-    def __init__(self, words: dict[str, str]):
-        self.words, self.trie = words, {}
-        for word in words:
-            node = self.trie
-            for character in word:
-                node = node.setdefault(character, {})
-            node[""] = {}   # (a word ends here)
-        begins = {word[:word.find(":") + 1] or word[:1] for word in words if word}
-        self.begins = re.compile("(?=" + "|".join(map(re.escape, sorted(begins))) + ")") if begins else None
-
-    def replaced(self, text: str) -> str:
-        """`text` with each word found given as `words` gives it."""
-        if self.begins is None:
-            return text
-        pieces, done = [], 0
-        for begin in self.begins.finditer(text):
-            at = begin.start()
-            if at < done:   # (inside a word found before)
-                continue
-            node, end = self.trie, None
-            for position in range(at, len(text)):
-                node = node.get(text[position])
-                if node is None:
-                    break
-                if "" in node:
-                    end = position + 1
-            if end is not None:
-                pieces += [text[done:at], self.words[text[at:end]]]
-                done = end
-        return "".join(pieces) + text[done:] if pieces else text
+        # (one pass over the message, the longest uid where two begin alike: until session 44 each uid was
+        # looked for in each message, 100 uids x 10,000 messages 0.4 s, 1,000 uids 1.9 s)
+        if self.shown and self._named is None and text and ("=" in text or "@" in text or "%" in text):
+            self._named = WordsReplaced(self.shown)
+        return named_as_exported(text, self._named)
 
 
 def _uids_not_in_catalogue(con, uids: list[str], shown: ShownUids | None = None) -> dict[str, str]:
@@ -2386,7 +2302,8 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
     # (every uid as printed: ShownUids; a title's links as an export gives them)
     members = [(shown(uid), city, redacted_text(title), *rest) for uid, city, title, *rest in members]
     copies = {shown(uid): [shown(copy) for copy in others] for uid, others in copies.items()}
-    pairs = [{**p, "uid_a": shown(p["uid_a"]), "uid_b": shown(p["uid_b"])} for p in pairs]
+    pairs = [{**p, "uid_a": shown(p["uid_a"]), "uid_b": shown(p["uid_b"]), "explanation": shown.text(p["explanation"])}
+             for p in pairs]
     db = db_named(db_path)
     if not members:
         if not saved[0]:
@@ -2458,7 +2375,8 @@ def similar(uid, limit, db_path, as_json):
             raise click.UsageError(shown.text(str(exc)) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
-    found = [{**f, "uid": shown(f["uid"]), "title": redacted_text(f["title"])} for f in found]
+    found = [{**f, "uid": shown(f["uid"]), "title": redacted_text(f["title"]), "explanation": shown.text(f["explanation"])}
+             for f in found]
     uid = shown(uid)
     if as_json:
         echo_json(found)
