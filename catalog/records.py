@@ -636,14 +636,15 @@ def record_unrecorded(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> 
     return done
 
 
-def name_keyed_folders(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> list[str]:
-    """At a records pull's start (the writer's): the folders of the datasets whose source ids hold a secret,
-    named as before session 46 with the key in their name, renamed without it (RecordsLayout.rename_keyed),
-    and record_pulls.path with them; returns what was done, one sentence each (the key never in it)."""
+def name_keyed_folders(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, portal_id: str) -> list[str]:
+    """At a records pull's start (the writer's): the folders of the portal's datasets whose source ids hold a
+    secret, named as before session 46 with the key in their name, renamed without it
+    (RecordsLayout.rename_keyed), and record_pulls.path with them; returns what was done, one sentence each (the
+    key never in it). The portal's alone: portals pulled in parallel write record_pulls each its own rows."""
     from catalog.links import maybe_secret_sql, redacted
 
-    keyed = [(p, s) for p, s in con.execute(f"SELECT portal_id, source_id FROM datasets WHERE "
-                                            f"{maybe_secret_sql('source_id')} ORDER BY portal_id, source_id").fetchall()
+    keyed = [(p, s) for p, s in con.execute(f"SELECT portal_id, source_id FROM datasets WHERE portal_id = ? AND "
+                                            f"{maybe_secret_sql('source_id')} ORDER BY source_id", [portal_id]).fetchall()
              if redacted(s) != s]
     renamed = layout.rename_keyed(keyed)
     for portal_id, source_id in renamed:
