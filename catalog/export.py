@@ -31,9 +31,10 @@ import duckdb
 import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
-from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
+from catalog.folder import catalogue_id, check_reader, file_catalogue_id, why_not_its_folder
 from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, DISTRIBUTION_TEXTS, RECORD_LINKS, RECORD_TEXT_LISTS,
-                           RECORD_TEXTS, exported_uids, maybe_secret_sql, redacted, redacted_text)
+                           RECORD_TEXTS, WordsReplaced, exported_uids, maybe_secret_sql, named_as_exported, redacted,
+                           redacted_text)
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
@@ -85,6 +86,10 @@ REDACTED_TEXT_LISTS = {"datasets": RECORD_TEXT_LISTS}
 UID_COLUMNS = {"datasets": ("uid", "parent_uid"), "distributions": ("dataset_uid",), "columns": ("dataset_uid",),
                "overlap_pairs": ("uid_a", "uid_b"), "overlap_groups": ("uid",), "column_profiles": ("dataset_uid",)}
 EXPORTED_UID = "exported_uid"   # (the SQL function of a export whose uids are redacted: _exported_uids_in_sql)
+EXPORTED_TEXT = "exported_text"   # (and of a text naming uids, each as exported, its links redacted)
+# the texts naming datasets by their uids: an overlap explanation ("but p:… is a boundary file", "but only p:…
+# names …"), exported (and printed) with a uid holding a key whole until session 46, each uid as exported now
+NAMING_UIDS = {"overlap_pairs": ("explanation",)}
 
 
 class ExportRefused(Exception):
@@ -341,8 +346,8 @@ def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> di
             # dataset's folder as its parts are linked, so each folder is checked to be the pull the
             # copy describes (the parts, the profiles and the manifest of one pull). The catalogue
             # itself, kept open meanwhile, admits no writer beside it
-            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls, opened and opened.copy_written,
-                                   uids)
+            files += _copy_records(RecordsLayout.beside(db_path, catalogue_id(con)), staging, pulls,
+                                   opened and opened.copy_written, uids)
         finally:
             if opened is None:
                 con.close()
@@ -393,6 +398,8 @@ def _exported_column(con: duckdb.DuckDBPyConnection, table: str, column: str, ui
     exported_uids gives it (`uids_redacted`), else as it is."""
     if column in REDACTED_LINKS.get(table, ()):
         return _exported(con, column)
+    if uids_redacted and column in NAMING_UIDS.get(table, ()):
+        return f'CASE WHEN {maybe_secret_sql(column, text=True)} THEN {EXPORTED_TEXT}("{column}") ELSE "{column}" END AS "{column}"'
     if column in REDACTED_TEXTS.get(table, ()):
         return _exported(con, column, text=True)
     if column in REDACTED_TEXT_LISTS.get(table, ()):
@@ -422,11 +429,14 @@ def _exported_uids_in_sql(con: duckdb.DuckDBPyConnection, uids: dict[str, str]) 
     if not uids:
         yield
         return
+    words = WordsReplaced(uids)
     con.create_function(EXPORTED_UID, lambda uid: uids.get(uid, uid), ["VARCHAR"], "VARCHAR")
+    con.create_function(EXPORTED_TEXT, lambda text: named_as_exported(text, words), ["VARCHAR"], "VARCHAR")
     try:
         yield
     finally:
         con.remove_function(EXPORTED_UID)
+        con.remove_function(EXPORTED_TEXT)
 
 
 def _source(con: duckdb.DuckDBPyConnection, table: str, existing: set[str]) -> str:

@@ -29,12 +29,13 @@ import orjson
 
 from catalog.disk import disk_full
 from catalog.files import sync, writing
+from catalog.folder import catalogue_id
 from catalog.scratch import ScratchFolder, remove_left_over
 from catalog.lazy import LazyModule
 from catalog.record import DATED_AHEAD_SLACK, days_after, format_timestamp
 from catalog.records import (PreviousPull, RecordsLayout, intend_record, link_or_copy, measure_folder, name_in_order,
-                             part_name, part_number, previous_pull, record_pull, recorded, scratch_duckdb,
-                             write_json_atomic)
+                             name_keyed_folders, part_name, part_number, previous_pull, record_pull, recorded,
+                             scratch_duckdb, write_json_atomic)
 from catalog import uncut
 from harvester.http import OverBudget, ResponseTooLarge, error_type
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
@@ -1898,10 +1899,13 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
     if not datasets:
         return []
     bound_process_memory()
-    layout = RecordsLayout.beside(store.db_path)
     con = store.cursor()
     try:
+        layout = RecordsLayout.beside(store.db_path, catalogue_id(con))
         for done in layout.repair(con.execute("SELECT portal_id, source_id FROM record_pulls").fetchall()):
+            log.warning("records: %s", done)
+        # (after the repair: a folder it restores may have the name before)
+        for done in name_keyed_folders(con, layout, adapter.portal.id):
             log.warning("records: %s", done)
         for done in remove_left_over():   # (downloads and spills of a pull killed: in /tmp, until the OS cleans it)
             log.warning("records: %s", done)
