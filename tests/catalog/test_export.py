@@ -94,6 +94,22 @@ def seattle(tmp_path, seattle_folder):
     return tmp_path / "c.duckdb"
 
 
+def test_export_json_prints_exactly_the_keys_docs_export_md_names(tmp_path, seattle):
+    """Scripts read `export --json` by docs/export.md's "The command": the object's keys, a key a format
+    asked, each format's keys as named there (the shape was named nowhere)."""
+    command = DOCS.read_text().split("## The command", 1)[1].split("\n## ", 1)[0]
+    said = re.search(r'`--json` prints one object[^`]*`(\{"out".*?\}\})`', command, re.S)
+    assert said, "docs/export.md's 'The command' names no shape of `export --json`"
+    shape = said[1]
+    named = {fmt: re.findall(r'"(\w+)"', re.search(rf'"{re.escape(fmt)}": \{{([^}}]*)\}}', shape)[1])
+             for fmt in ("parquet", "data.json")}
+    both = run_export(seattle, tmp_path / "export", "--format", "parquet,data.json")
+    assert list(both) == ["out", "parquet", "data.json"]
+    assert {fmt: list(both[fmt]) for fmt in named} == named
+    parquet = run_export(seattle, tmp_path / "export", "--format", "parquet")
+    assert list(parquet) == ["out", "parquet"] and list(parquet["parquet"]) == named["parquet"]
+
+
 def test_layout_and_manifest(tmp_path, seattle):
     out = tmp_path / "export"
     summary = run_export(seattle, out)

@@ -2,10 +2,12 @@
 --overlap) over a local Socrata portal."""
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -91,6 +93,19 @@ def test_records_command_pulls_named_datasets(tmp_path, portal):
     assert table.exit_code == 0 and "incremental" in table.output and "portal=sea/dataset=abcd-1234" in table.output
     runs = CliRunner().invoke(cli, ["runs", "--json", "--db", options[-1]])
     assert any(r["run_id"].split("-")[1] == "records" for r in json.loads(runs.output))
+
+
+def test_records_json_prints_exactly_the_keys_docs_records_md_names(tmp_path, portal):
+    """Scripts read `records --json` by docs/records.md's list of its keys: each key printed is there
+    (`notices`, the reader's own warnings, was printed and not named) and each one named is printed."""
+    text = (Path(REPO) / "docs" / "records.md").read_text()
+    section = re.search(r"^## The records command\n(.*?)(?=^## )", text, re.S | re.M)[1]
+    listed = re.search(r"`--json` a list of one object per dataset:(.*?)Exit 0", section, re.S)[1]
+    documented = {key for key in re.findall(r"`([^`]+)`", listed) if re.fullmatch(r"[a-z_]+", key)}
+    result = CliRunner().invoke(cli, ["records", "sea:abcd-1234", "--json", *setup(tmp_path, portal.url)])
+    assert result.exit_code == 0, result.output
+    [pulled] = json.loads(result.output)
+    assert set(pulled) == documented, (sorted(set(pulled) - documented), sorted(documented - set(pulled)))
 
 
 def test_a_records_pull_whose_catalogue_log_is_out_of_room_names_that_file(tmp_path, portal, monkeypatch):
