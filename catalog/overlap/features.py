@@ -90,6 +90,7 @@ class Catalogue:
     _keyword_sets: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
     _title_weights: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
     _title_ranks: dict[int, dict[str, int]] = field(default_factory=dict, repr=False)
+    _shown_in_order: dict[str, tuple[sp.csr_matrix, list[str]]] = field(default_factory=dict, repr=False)
     _mixed_case_forms: dict | None = field(default=None, repr=False)   # (groups._mixed_case_forms, read once)
 
     def __post_init__(self) -> None:
@@ -136,9 +137,32 @@ class Catalogue:
         """Normalised column name -> the first column name of the row with it."""
         found = self._column_keys.get(row)
         if found is None:
-            found = self._column_keys[row] = {}
-            for name, key, _ in self.column_names[row]:
-                found.setdefault(key, name)
+            found = self._column_keys[row] = _first_of_each(self.column_names[row])
+        return found
+
+    def shown_in_order(self, kind: str) -> tuple[sp.csr_matrix, list[str]]:
+        """What explanations quote of each row's column keys (kind 'columns': the first column name with each key,
+        in the row's order, as column_keys) or keywords ('keywords': each, in alphabetical order), as one list
+        (`shown`, a row's in its order) and a row x key matrix holding 1 + each key's place in it. The pairs'
+        shared columns and keywords are found on these for all pairs at once (cached: built once a catalogue)."""
+        found = self._shown_in_order.get(kind)
+        if found is None:
+            ids: dict[str, int] = {}
+            shown: list[str] = []
+            indices: list[int] = []
+            indptr = [0]
+            for row in range(len(self.uids)):
+                if kind == "columns":
+                    keys = _first_of_each(self.column_names[row])
+                else:
+                    keys = {word: word for word in sorted(set(self.keyword_lists[row]))}
+                indices += [ids.setdefault(key, len(ids)) for key in keys]
+                shown += keys.values()
+                indptr.append(len(indices))
+            matrix = sp.csr_matrix((np.arange(1, len(indices) + 1, dtype=np.int64), np.asarray(indices, dtype=np.int64),
+                                    np.asarray(indptr, dtype=np.int64)), shape=(len(self.uids), len(ids)))
+            matrix.sort_indices()
+            found = self._shown_in_order[kind] = (matrix, shown)
         return found
 
     def keyword_sets(self, row: int) -> frozenset[str]:
@@ -151,6 +175,14 @@ class Catalogue:
         if not self.index:
             self.index = {u: i for i, u in enumerate(self.uids)}
         return self.index[uid]
+
+
+def _first_of_each(columns: list[tuple[str, str, str]]) -> dict[str, str]:
+    """Column key -> the first column name with it, in the columns' order."""
+    found: dict[str, str] = {}
+    for name, key, _ in columns:
+        found.setdefault(key, name)
+    return found
 
 
 def tfidf(docs: list[list[str]], *, sublinear: bool = True, max_df: float | None = None,
