@@ -307,8 +307,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     title_weights = [[form_weight if t in body else 1.5 if ("_" in t or "+" in t) else form_weight if t in generic
                       else 1.0 for t in terms] for terms, body in zip(title_terms, body_words)]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
-    description_terms = [text.terms(_without_caveats(d)[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
-                         for d, drop in zip(rows["description"], places)]
+    description_terms = _description_terms(rows["description"], places)
     description, _ = tfidf(description_terms, max_df=0.3)
     kind_description_terms = [_without_accident_off_the_road(terms, d) for terms, d
                               in zip(description_terms, rows["description"])]
@@ -396,6 +395,30 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
                                     for kinds, own in found), dtype=bool, count=n))
+
+
+def _description_terms(descriptions: list[str | None], places: list[frozenset[str]]) -> list[list[str]]:
+    """Each description's terms less its dataset's own place words, each distinct description read once and its
+    terms made once for the place words it holds (one list for all of its datasets: read, never changed).
+    Catalogues repeat descriptions: a dataset two portals of a city list, a publisher's boilerplate (7,989
+    distinct of the real catalogues' 10,656; the bench's 100,000, made of 7,186 real datasets, 5,783 of 85,166)."""
+    every_place = frozenset().union(*places)
+    held: dict[str, frozenset[str]] = {}   # description -> the place words of any dataset it holds
+    made: dict[tuple[str, frozenset[str]], list[str]] = {}
+    out = []
+    for description, drop in zip(descriptions, places):
+        opening = _without_caveats(description)[:DESCRIPTION_CHARS]
+        if not opening:
+            out.append([])
+            continue
+        found = made.get((opening, drop & held[opening])) if opening in held else None
+        if found is None:
+            raw, stemmed, head_words = text.read_words(opening, bigrams=False, glued=False)
+            held[opening] = every_place.intersection(raw, stemmed)
+            found = made.setdefault((opening, drop & held[opening]), [
+                term for term, _ in text.terms_read(raw, stemmed, head_words, drop, bigrams=False)])
+        out.append(found)
+    return out
 
 
 # a title's phrases: what a ' - ', ':', a comma or a bracket parts ('Building Permits - Waived Fees': two)
