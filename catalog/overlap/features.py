@@ -159,8 +159,9 @@ class Catalogue:
                 indices += [ids.setdefault(key, len(ids)) for key in keys]
                 shown += keys.values()
                 indptr.append(len(indices))
-            matrix = sp.csr_matrix((np.arange(1, len(indices) + 1, dtype=np.int64), np.asarray(indices, dtype=np.int64),
-                                    np.asarray(indptr, dtype=np.int64)), shape=(len(self.uids), len(ids)))
+            places = np.int32 if len(indices) < np.iinfo(np.int32).max else np.int64   # (the save's peak: 4 bytes)
+            matrix = sp.csr_matrix((np.arange(1, len(indices) + 1, dtype=places), np.asarray(indices, dtype=places),
+                                    np.asarray(indptr, dtype=places)), shape=(len(self.uids), len(ids)))
             matrix.sort_indices()
             found = self._shown_in_order[kind] = (matrix, shown)
         return found
