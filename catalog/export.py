@@ -39,7 +39,7 @@ from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_
                                put_right, read_copy_path, read_log)
 from catalog.records import RecordsLayout, link_or_copy
 from catalog import uncut
-from catalog.store import connect, migrate
+from catalog.store import CatalogueReplaced, connect, migrate
 from catalog.versions import file_not_a_catalogue
 
 log = logging.getLogger("civicat.export")
@@ -278,15 +278,24 @@ def _copy_made_current(db_path: Path) -> None:
         return
     refused = None
     try:   # (its steps shown: a writer waits for it as long as it gets on, catalog.lock.BRIEF_HOLD_SECONDS)
+        # the file the checks below read (its stat before them): put right and copied, no other put at the path
+        # since (until session 46 the path was, whatever file it held by then)
+        try:
+            checked = os.stat(db_path)
+        except FileNotFoundError:   # (none: the export's own open says so)
+            return
         # another program's DuckDB file: no copy of it made, nothing left beside it (its reader refuses it)
         refused = file_not_a_catalogue(db_path)
         if refused is not None:
             return
         if why_not_its_folder(db_path, file_catalogue_id(db_path)):
             return   # (the records beside it another catalogue's: never recorded as its own; the export refuses)
-        put_right(db_path, lock.progressed)
+        put_right(db_path, lock.progressed, checked=checked)
         if not is_current(db_path):
-            publish(db_path, lock.progressed)   # (a copy that cannot be made is a warning: the catalogue itself is read)
+            # (a copy that cannot be made is a warning: the catalogue itself is read; so is one of a file replaced)
+            publish(db_path, lock.progressed, checked=checked)
+    except CatalogueReplaced as exc:   # (the file at the path read as it is, by the export's own open)
+        log.warning("export: the read copy of %s was not made current (%s: nothing written)", db_path, exc)
     except duckdb.Error as exc:   # (a notebook holding the file: the copy as it is, or the catalogue)
         log.warning("export: the read copy of %s was not made current (%s)", db_path, exc)
     finally:

@@ -352,7 +352,7 @@ def put_right(db_path: str | Path, progressed: Callable[[], None] = lambda: None
     if why:
         raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
     if has_wal(db_path):
-        checkpoint_wal(db_path)
+        checkpoint_wal(db_path, checked=checked)
         progressed()
     layout = RecordsLayout.beside(db_path)
     if layout.unrecorded():

@@ -2138,7 +2138,7 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         with pandas_kept_out():
             return echo_saved_group(group_id, show_pairs, db_path, as_json)
     from catalog import overlap as detector
-    from catalog.store import CatalogueReplaced, connect
+    from catalog.store import CatalogueReplaced, connect, log_held_here, set_aside_this_runs_log
 
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
@@ -2152,6 +2152,7 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     except BaseException:
         lock.release()
         raise
+    log_held = None
     try:
         result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
                                  use_embeddings=use_embeddings)
@@ -2162,12 +2163,17 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         stored = con.execute("SELECT uid_a, uid_b, score, explanation FROM overlap_pairs "
                              "ORDER BY score DESC, uid_a, uid_b").fetchall() if as_json else []
         shown = ShownUids(con)
+        # (this run's log as DuckDB holds it: should the checkpoint as it closes fail, the log is left at the path,
+        # where a file put there since would have it replayed into it by its next open: set aside then, as the
+        # store does for harvest's; until session 46 left there)
+        log_held = log_held_here(db_path)
         con.close()
         # (only of the file this run checked and wrote: another put at the path as it ran is neither copied nor
         # taken for stored groups; until session 45 it was published as the read copy, and the run exited 0)
         copy_not_made = publish_read_copy(db_path, checked=lock.checked_file)
     except CatalogueReplaced as exc:
-        raise replaced_as_it_ran(lock, exc) from None
+        set_aside = set_aside_this_runs_log(db_path, log_held)
+        raise replaced_as_it_ran(lock, CatalogueReplaced(f"{exc}{set_aside}")) from None
     finally:
         con.close()
         lock.release()

@@ -737,10 +737,11 @@ class RecordSource(ABC):
     # stay before it); the rows ahead are read again by each pull instead
     watermark_column: str | None = None
 
-    def notices(self) -> list[tuple[str, ...]]:
+    def notices(self, kept: bool = True) -> list[tuple[str, ...]]:
         """What the reader learnt of the source as it read that the run report should say: (error
         type, message) pairs, stored as warnings of stage `records` (Open311: service codes refused), or
-        (error type, message, severity) (Open311: a window kept with requests unread, an error)."""
+        (error type, message, severity) (Open311: a window kept with requests unread, an error). `kept`:
+        False where the pull failed, keeping nothing it read (a notice must not say it kept some)."""
         return []
 
     def server_clock(self) -> timedelta | None:
@@ -1882,7 +1883,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {result.error_message}")
             log.error("%s: records pull failed: %s", uid, result.error_message)
             # (what the reader learnt before it failed: a service code refused may be why, a request of it in no part)
-            result.notices = [] if source is None else source.notices()
+            result.notices = [] if source is None else source.notices(kept=False)
         for kind, message, *severity in result.notices:   # (the reader's own warnings, the pull ok or not)
             errors.add(source_id, "records", kind, message, severity=severity[0] if severity else "warning")
         results.append(result)

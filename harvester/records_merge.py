@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import functools
 import hashlib
 import itertools
 import math
@@ -77,13 +76,13 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
     with_nulls: set[Path] = set()
     slices = _key_slices(delta, key, schema, DELTA_KEY_BYTES, with_nulls)
     first, second = next(slices), next(slices, None)
-    delta_keys = None   # (held at once: a night's delta)
-    if second is None:   # (a night's delta: its keys at once, looked up as the previous parts are read)
-        masks = functools.partial(_replaced_masks, key=key, keys=first)
-        delta_keys = first
-    else:
-        spilled = _found_on_disk(previous, key, schema, itertools.chain([first, second], slices), spill)
-        masks = lambda path, parquet: _spilled_masks(spilled[path])   # noqa: E731
+    # which previous rows the delta replaces, a bit a row on disk, their key column read once: the judging
+    # counts them, reads the row groups holding one, and the writing filters every row group by them (looked
+    # up as each read, a night of edits only read the previous key column three times)
+    delta_keys = first if second is None else None   # (a night's delta: its keys at once, for _SameRecords)
+    spilled = _found_on_disk(previous, key, schema, itertools.chain([first], [] if second is None else [second], slices),
+                             spill)
+    masks = lambda path, parquet: _spilled_masks(spilled[path])   # noqa: E731
     del first, second
     keyless_delta = [path for path in delta if path in with_nulls]
     with contextlib.closing(_keyless_matches(previous, keyless_delta, key, schema, row_group_bytes, spill)) as keyless:

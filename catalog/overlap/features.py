@@ -310,8 +310,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     title, title_vocab = tfidf(title_terms, weights=title_weights)
     description_terms = _description_terms(rows["description"], places)
     description, _ = tfidf(description_terms, max_df=0.3)
-    kind_description_terms = [_without_accident_off_the_road(terms, d) for terms, d
-                              in zip(description_terms, rows["description"])]
+    # (the kinds a description names only as examples are none of its own: concepts.EXAMPLES)
+    kind_description_terms = [_without_accident_off_the_road(_without_examples(terms, d, drop), d) for terms, d, drop
+                              in zip(description_terms, rows["description"], places)]
     found = [concepts.of_dataset_terms(t, d, title, publisher) for t, d, title, publisher
              in zip(title_terms, kind_description_terms, read_titles, rows.get("publisher") or [None] * n)]
     concept_lists = [kinds for kinds, _ in found]
@@ -375,6 +376,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         elif used := _statistics_of_use(title_terms[row], rows["description"][row]):
             records_named[row] = text.RECORD_BITS[used[0]]
             described_surfaces.setdefault(row, {})[used[0]] = f"{rows['title'][row]} ({used[1]}, per its description)"
+        elif given := _money_given_listed(rows["description"][row]):
+            records_named[row] = text.RECORD_BITS[text.GRANT]
+            described_surfaces.setdefault(row, {})[text.GRANT] = f"{given} (per its description)"
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
@@ -447,6 +451,16 @@ ROAD_WORDS = re.compile(r"\b(?:traffic|vehicles?|motor|cars?|roads?|roadways?|hi
                         r"crash\w*|collisions?|wrecks?)\b", re.IGNORECASE)
 
 
+def _without_examples(terms: list[str], description: str | None, drop: frozenset[str]) -> list[str]:
+    """A description's terms, read again less its examples when they name a kind (a word of a trigger)."""
+    opening = _without_caveats(description)[:DESCRIPTION_CHARS]
+    read = concepts.without_examples(opening)
+    if read == opening or not concepts.TRIGGER_WORDS.intersection(
+            text.terms(" ".join(concepts.EXAMPLES.findall(opening)), drop, bigrams=False, glued=False)):
+        return terms   # (the examples named no kind: the reading is the same, not worth reading it all again)
+    return text.terms(read, drop, bigrams=False, glued=False)
+
+
 def _without_accident_off_the_road(terms: list[str], description: str | None) -> list[str]:
     if "crash" not in terms or not description or ROAD_WORDS.search(description):
         return terms
@@ -481,6 +495,26 @@ def _statistics_of_use(title_terms: list[str], description: str | None) -> tuple
     sentence = SENTENCE_END.split(description[:DESCRIPTION_CHARS], maxsplit=1)[0]
     return next(((USE_FIGURES[text.stem(w)], w) for w in text.find_words(sentence) if text.stem(w) in USE_FIGURES),
                 None)
+
+
+# a description whose first sentence says the dataset lists grants or financial assistance names its records: money a
+# government gives, as 'aid' is (text.RECORD_FAMILIES). Connecticut's 'Department of Economic and Community Development
+# – Community Development Portfolio', "... listing of direct financial assistance for community development and
+# improvement projects", lists grants and loans, no community's figures (Baltimore's Vital Signs 'Housing and Community
+# Development (2010-2012)'); Illinois' 'March 2014 Open', "This is a listing of all grants administered by the ICJIA
+# that were open on March 19, 2014", grants, no open space; 'List of Job Centers that offer temporary financial
+# assistance' lists centres
+MONEY_GIVEN_LISTED = re.compile(r"\blist(?:ing)?\s+of\s+(?:[\w,]+\s+){0,2}?(financial\s+assistance|grants?)\b",
+                                re.IGNORECASE)
+
+
+def _money_given_listed(description: str | None) -> str | None:
+    """The words a description's first sentence names the money given it lists with ('grants'), or None."""
+    opening = (description or "")[:DESCRIPTION_CHARS]
+    if "list" not in opening.lower():
+        return None
+    found = MONEY_GIVEN_LISTED.search(SENTENCE_END.split(opening, maxsplit=1)[0])
+    return found.group(1) if found else None
 
 
 def _headed_by_figures(title: str | None) -> bool:

@@ -254,6 +254,9 @@ RECORD_FAMILIES = {
     # Payments', 'College Aid Awards', 'Local Aid'): no list of the schools or the colleges (not 'first aid' nor a
     # 'hearing aid': PLACES_NAMED)
     "aid": "grant",
+    # ... and a donation, money a person or a business gives a body ('Donations to Recreation and Parks Department',
+    # 'Combined Fund Drive Donations 2014'): no list of the parks (a campaign's donations are its finance: CAMPAIGN_MONEY)
+    "donation": "grant",
     "permit": "permit", "building_permit": "permit",
     "license": "license", "business_license": "license", "restaurant_license": "license",
     "inspection": "inspection", "restaurant_inspection": "inspection",
@@ -289,6 +292,7 @@ OFFICE_RECORDS = {"code+enforcement": "violation"}
 # Rentals Issued by Census Tract', 'Total Number of High School Seniors'), not the things: a family of their own
 FIGURE_HEADS = frozenset({"number", "percent", "percentage", "proportion", "share", "count", "rate"})
 FIGURES = "figure"
+GRANT = "grant"   # (money given: a description's 'financial assistance' too, features._money_given_listed)
 # an economy's classifications: records broken down by them are its figures, since a payroll lists people and a
 # ledger payees, never industries ('Employee Compensation by Industry in Iowa' estimates the state's economy)
 ECONOMY_BREAKDOWNS = frozenset({"industry", "sector", "naics", "occupation"})

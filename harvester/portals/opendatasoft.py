@@ -8,10 +8,13 @@ columns; distributions are the dataset's own export endpoints.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 from catalog import record as R
 from catalog.record import Notes
+from catalog.lazy import LazyModule
+from catalog.records import part_number
 from harvester.http import Entries, PermanentError, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
@@ -19,6 +22,8 @@ from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_co
 from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, NotPullable, PagesOverlap, RecordSource,
                                SameKeys, SourceChanged, count_changed, paged_tables, parquet_rows, same_rows,
                                unique_fields)
+
+pa, pq = LazyModule("pyarrow"), LazyModule("pyarrow.parquet")
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
@@ -198,7 +203,7 @@ class OdsRecords(RecordSource):
         self.conversion = Conversion(self.fields)
         self.row_keys = SameKeys([f.key for f in self.fields])   # a records page names its columns by them
         self.expected_rows = self._ordered_count()
-        self.export, self.repeated_at = None, {}
+        self.export = None
         if self.expected_rows >= OFFSET_WINDOW or not self.order:
             self.export = DownloadedFile(self.http, f"{self.base}/exports/jsonl", fmt="jsonl", fields=self.fields)
             self.conversion = self.export.conversion
@@ -239,25 +244,7 @@ class OdsRecords(RecordSource):
         if self.export is not None:
             return self.export.batches(resume)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, total=self.expected_rows)
-        tables = paged_tables(self._page, paginator, resume, shifted=self._shifted, columns=len(self.fields))
-        self.repeated_at = {}
-        tables.tables = self._boundaries_seen(tables.tables, resume.get("offset") if resume else 0)
-        return tables
-
-    def _boundaries_seen(self, tables, offset: int | None):
-        """The pages, each whose first row is the last row of the page before noted (`repeated_at`: its
-        offset → that row) for check_unchanged. Rows ordered by their record id (`_id`) move between
-        pages only as rows are added or removed: one added before the page being read and one removed
-        (the count unchanged at every page) gives the last row of the page before again as its first,
-        and a row added is never read: a right count, one row twice."""
-        last = None
-        for table, state in tables:
-            if last is not None and table.num_rows and same_rows(table.slice(0, 1), last):
-                self.repeated_at[offset] = last
-            if table.num_rows:
-                last = table.slice(table.num_rows - 1)
-            yield table, state
-            offset = state.get("offset") if state else None
+        return paged_tables(self._page, paginator, resume, shifted=self._shifted, columns=len(self.fields))
 
     def check_unchanged(self, staged_glob: str) -> None:
         """More rows staged than counted: rows carry no key to keep one of each, and every page
@@ -271,7 +258,7 @@ class OdsRecords(RecordSource):
         (_check_repeated_rows: a row added and one removed between two pages)."""
         rows, counted = parquet_rows(staged_glob), self.expected_rows
         if rows == counted and self.export is None:
-            self._check_repeated_rows()
+            self._check_repeated_rows(staged_glob)
         if rows <= counted or self.export is not None and counted == OFFSET_WINDOW:
             return
         now = self._get({"limit": 0})["total_count"]
@@ -286,15 +273,20 @@ class OdsRecords(RecordSource):
                            f"counts at its start and its end: {read} rows (rows carry no key to keep one of "
                            "each); the previous records are kept")
 
-    def _check_repeated_rows(self) -> None:
-        """Each page that began with the last row of the page before (`repeated_at`): the row just before
-        it, asked again, is that row where the two are alike neighbours (a table of repeated rows; a
-        page stale or overlapping gives more rows than counted, check_unchanged's); another row there
-        now is rows moved between the pages as they were read, a row read twice and one never: the
-        pull is read again (SourceChanged). A request a page that began so, none otherwise."""
-        for offset, row in sorted((offset, row) for offset, row in self.repeated_at.items() if offset):
+    def _check_repeated_rows(self, staged_glob: str) -> None:
+        """Each page that began with the last row of the page before: the row just before it, asked
+        again, is that row where the two are alike neighbours (a table of repeated rows; a page stale
+        or overlapping gives more rows than counted, check_unchanged's); another row there now is rows
+        moved between the pages as they were read, a row read twice and one never: the pull is read
+        again (SourceChanged). A request a page that began so, none otherwise. Rows ordered by their
+        record id (`_id`) move between pages only as rows are added or removed: one added before the
+        page being read and one removed after it (the count unchanged at every page) gives the last row
+        of the page before again as its first, and the row added is never read: a right count, one row
+        twice. The pages are read from the staged parts, not kept as read: a pull cut short and
+        resumed checks the pages read before it stopped too, and the page it resumed at."""
+        for offset, row in _repeated_boundaries(staged_glob):
             before = self._page({"offset": offset - 1, "limit": 1}, Conversion(self.fields)).items
-            if not same_rows(before, row):
+            if not _same_row(before, row):
                 raise SourceChanged(f"the page at offset={offset} began with the last row of the page before it, "
                                     f"and the row before it is now another: rows moved between the pages as they "
                                     f"were read (one added and one removed, the count unchanged), a row read twice "
@@ -303,3 +295,29 @@ class OdsRecords(RecordSource):
     def close(self) -> None:
         if self.export is not None:
             self.export.close()
+
+
+def _repeated_boundaries(staged_glob: str):
+    """(offset, the row before it) for each row staged at a page's start that is the row staged just
+    before it. Each page is written as row groups of its own (a writer's table makes new row groups)
+    and a resumed pull starts a part of its own, so every page begins a row group: the first row of each
+    group against the last of the group before (across parts) finds each such page, and perhaps a
+    group boundary inside a wide page between two alike rows of one answer (a request more, the same row)."""
+    last, offset = None, 0
+    for part in sorted(Path(staged_glob).parent.glob(Path(staged_glob).name), key=part_number):
+        staged = pq.ParquetFile(part)
+        for group in range(staged.num_row_groups):
+            rows = staged.read_row_group(group)
+            if not rows.num_rows:
+                continue
+            if last is not None and same_rows(rows.slice(0, 1), last):
+                yield offset, last
+            last, offset = rows.slice(rows.num_rows - 1), offset + rows.num_rows
+
+
+def _same_row(asked: pa.Table, staged: pa.Table) -> bool:
+    """Whether the row `asked` again is the `staged` one (cast to the staged schema, as _continues does)."""
+    try:
+        return asked.num_rows == 1 and same_rows(asked.cast(staged.schema), staged)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):   # another shape: not that row
+        return False

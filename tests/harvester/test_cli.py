@@ -868,12 +868,12 @@ def test_a_writer_that_waited_for_a_process_holding_the_file_brings_the_copy_up_
     assert killed.returncode == -9, killed.stderr
     checkpoint_wal, refused = catalog.lock.checkpoint_wal, []
 
-    def held_by_a_notebook_that_closes_now(path):
+    def held_by_a_notebook_that_closes_now(path, **checked):
         if not refused:
             refused.append(path)
             raise duckdb.IOException(f'IO Error: Could not set lock on file "{path}": Conflicting lock is held in '
                                      "/usr/bin/python3 (PID 4242). See also https://duckdb.org/docs/connect/concurrency")
-        checkpoint_wal(path)
+        checkpoint_wal(path, **checked)
 
     monkeypatch.setattr(catalog.lock, "checkpoint_wal", held_by_a_notebook_that_closes_now)
     lock = writer_lock(db, Wait(-math.inf))

@@ -390,33 +390,42 @@ def test_a_delta_holding_a_float_nan_that_reads_the_previous_records_again_publi
         .isdisjoint(path.stat().st_ino for path in previous)
 
 
+def previous_reads(monkeypatch, layout, method: str, which) -> dict:
+    """How many times the merge reads the previous parts by `method` (ParquetFile's): a read that
+    `which(groups, columns)` gives a tuple for is counted under the part's name and that tuple's items
+    (the name alone for ()), one it gives None for is not."""
+    import harvester.records_merge
+    previous, reads, parquet_file = layout.folder(PORTAL, DATASET), {}, harvester.records_merge._parquet
+
+    def counted(path, schema):
+        parquet = parquet_file(path, schema)
+        read = getattr(parquet, method)
+
+        def reading(groups, columns=None, **options):
+            suffix = which(groups, columns)
+            if path.parent == previous and suffix is not None:
+                name = (path.name, *suffix) if suffix else path.name
+                reads[name] = reads.get(name, 0) + 1
+            return read(groups, columns=columns, **options)
+        setattr(parquet, method, reading)
+        return parquet
+
+    monkeypatch.setattr(harvester.records_merge, "_parquet", counted)
+    return reads
+
+
 def test_a_night_of_edits_only_reads_the_replaced_row_groups_once(tmp_path, monkeypatch):
     """A delta of edited rows only (as many rows as it replaces) was judged in full before the merge wrote:
     every row group holding a replaced row read and digested, then read again to be written (every row
     group, an edit in each). The delta is digested first, by key: the first replaced row unlike its key's
     ends the judging, and the writing reads the others once. A key the delta holds twice, as the previous
     parts do, is left to the sums (the same records: published)."""
-    import harvester.records_merge
-
     key, fields, rows = soda_911()
     table = Conversion(fields).table_from_rows
     layout, staging = staged(tmp_path, [table(rows[:500]), table(rows[500:])],
                              [table([{**rows[i], "event_clearance_group": f"edited {i}"} for i in range(21, 1000, 10)])])
-    previous = layout.folder(PORTAL, DATASET)
-    reads, parquet_file = {}, harvester.records_merge._parquet
-
-    def counted(path, schema):
-        parquet = parquet_file(path, schema)
-        read = parquet.read_row_group
-
-        def read_row_group(group, columns=None, **options):
-            if columns is None and path.parent == previous:   # (a whole row group: not the key column alone)
-                reads[path.name, group] = reads.get((path.name, group), 0) + 1
-            return read(group, columns=columns, **options)
-        parquet.read_row_group = read_row_group
-        return parquet
-
-    monkeypatch.setattr(harvester.records_merge, "_parquet", counted)
+    # (a whole row group: not the key column alone)
+    reads = previous_reads(monkeypatch, layout, "read_row_group", lambda group, columns: None if columns else (group,))
     merged = read_folder(_merge(source_of(key, fields), layout, PORTAL, DATASET, staging))
 
     assert len(reads) == 4   # (two parts of a row group of 300 rows and one of 200, an edit in each)
@@ -430,3 +439,23 @@ def test_a_night_of_edits_only_reads_the_replaced_row_groups_once(tmp_path, monk
     published = sorted(_merge(source_of(key, fields), layout, PORTAL, DATASET, staging).iterdir())
     assert [path.stat().st_ino for path in published] == \
         [path.stat().st_ino for path in sorted(layout.folder(PORTAL, DATASET).iterdir())]
+
+
+@pytest.mark.parametrize("night", ["edits", "added", "unchanged"])
+def test_the_previous_key_column_is_read_once_whatever_the_night(tmp_path, monkeypatch, night):
+    """Which previous rows the delta replaces was looked up in their key column as each pass read them:
+    a night of edits only read it three times (the replaced rows counted, the row groups holding one
+    judged, every row group written), a night that added rows and one that changed nothing twice. The
+    finds are kept on disk, a bit a row, from one read; the merged rows are the same."""
+    key, fields, rows = soda_911()
+    table = Conversion(fields).table_from_rows
+    delta = {"edits": [{**rows[i], "event_clearance_group": f"edited {i}"} for i in range(21, 1000, 10)],
+             "added": edited(rows, 900, 1000, key) + [{**row, key: f"{row[key]}-new"} for row in rows[:50] if row],
+             "unchanged": [row for row in rows[900:1000] if row]}[night]
+    layout, staging = staged(tmp_path, [table(rows[:500]), table(rows[500:])], [table(delta)])
+    reads = previous_reads(monkeypatch, layout, "read_row_groups", lambda groups, columns: () if columns == [key] else None)
+    merged = _merge(source_of(key, fields), layout, PORTAL, DATASET, staging)
+
+    assert reads == {"part-00000.parquet": 1, "part-00001.parquet": 1}, reads
+    same_rows_as_duckdbs(merged, layout, staging, key, fields)
+    assert read_folder(merged).num_rows == 1000 + (night == "added") * sum(1 for row in rows[:50] if row)

@@ -167,6 +167,60 @@ def test_a_resumed_pull_whose_first_page_is_the_staged_rows_again_fails_and_stag
     assert pq.read_table(layout.folder("city", "counts"))["id"].to_pylist() == list(range(1, 101))
 
 
+def one_added_one_removed(served: list, offset: str):
+    """An on_request that, at the page asked at `offset`, adds a row before every row (a record id
+    sorting first) and removes the last: the count unchanged, every row after the first moved on one."""
+    def change(path, query):
+        if query.get("offset") == offset and query.get("limit") == "20" and served[0]["id"] != 0:
+            served.insert(0, {"id": 0, "name": "new"})
+            served.pop()
+    return change
+
+
+@pytest.mark.parametrize("moved", ["before_the_stop", "at_the_resume", "killed_before_the_check"])
+def test_rows_moved_across_a_page_boundary_are_seen_by_a_pull_resumed_after_it(tmp_path, store, monkeypatch, moved):
+    """OpenDataSoft rows carry no key: a row added before the page being read and one removed after
+    it make the page begin with the last row of the page before, a row read twice and the row added
+    never, every count right. The pull noted such pages in memory and checked them once every row was
+    staged: cut short after the boundary (`before_the_stop`: the page at offset 20 began with row 20,
+    the pull killed after it), resumed (the row before its resume point unmoved) or killed once every
+    row was staged (`killed_before_the_check`), it checked none of them; nor did it compare the page it
+    resumed at with the last row staged (`at_the_resume`: rows moved after the row before the resume
+    point was asked). Row 20 or 40 was published twice and row 0 never, the pull ok. The pages are
+    found in the staged parts: the pull reads it again, every row once."""
+    monkeypatch.setattr("harvester.portals.opendatasoft.PAGE_LIMIT", 20)
+    rows = [{"id": i, "name": f"row {i}"} for i in range(1, 101)]
+    layout = RecordsLayout(tmp_path / "records")
+    with ods_portal(rows) as server:
+        served = server.records["counts"]
+        if moved != "at_the_resume":
+            server.on_request = one_added_one_removed(served, "20")
+        source = ods_source(server)
+        if moved == "killed_before_the_check":
+            def killed(staged_glob):
+                raise Killed()
+            monkeypatch.setattr(source, "check_unchanged", killed)
+        else:
+            fail_pull_after(source, 2, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "city", "counts", store.con, uid="city:counts", run_id="r", part_rows=20)
+        staged = pq.read_table(layout.staging("city", "counts") / "parts")["id"].to_pylist()
+        assert staged[:40] == (list(range(1, 41)) if moved == "at_the_resume" else [*range(1, 21), *range(20, 40)])
+        if moved == "at_the_resume":
+            server.on_request = one_added_one_removed(served, "40")
+        server.clear_log()
+        result = pull_dataset(ods_source(server), layout, "city", "counts", store.con, uid="city:counts", run_id="r",
+                              part_rows=20)
+        asked = [q["offset"] for p, q, _ in server.requests if p.endswith("/records") and q.get("limit") == "1"]
+    boundary = "40" if moved == "at_the_resume" else "20"
+    assert sorted(pq.read_table(layout.folder("city", "counts"))["id"].to_pylist()) == list(range(100))
+    assert result.rows == 100 and not result.resumed
+    assert result.changed == (f"the page at offset={boundary} began with the last row of the page before it, and "
+                              "the row before it is now another: rows moved between the pages as they were read "
+                              "(one added and one removed, the count unchanged), a row read twice and another never")
+    assert str(int(boundary) - 1) in asked
+
+
 def test_a_pull_cut_short_inside_a_part_keeps_the_pages_read(tmp_path, store):
     """Cut short after two pages of 20, inside its first part (of 1,000 rows): the part being
     written was removed, and the next pull read the 40 rows again. It is closed at the last

@@ -644,3 +644,19 @@ def test_a_title_s_kind_its_description_gives_rates_of_is_its_statistics():
     assert concept_of("data.montgomerycountymd.gov", "icn6-v9z3") == ("crime_incident",)
     assert concepts.of_dataset("Crimes - 2001 to present", "Reported crimes, used to establish crime rates") == (
         "crime_incident",)
+
+
+def test_a_kind_a_description_gives_as_an_example_is_not_the_dataset_s():
+    """Baltimore's Vital Signs tables share a description: "Most indicators throughout Vital Signs are created by
+    acquiring and analyzing data collected from governmental agencies for some public administration purpose, such as
+    311 calls or housing inspections". Its example read as the kind of 13 tables of neighbourhood indicators ('Housing
+    and Community Development (2010-2012)', 'Census Demographics 2010-2012'): 311 requests, at half weight. A dataset
+    of indicators is statistics of the kind its title names as a subject: 'Crime & Safety (2010-2012)' sat in 'Crime
+    incidents' (0.44 to 0.60 with Honolulu's, Chicago's, Boston's crimes). Kinds named outside an example keep
+    their reading."""
+    assert concept_of("data.baltimorecity.gov", "m3z4-c8pp") == ()
+    assert concept_of("data.baltimorecity.gov", "ieq6-dzfz") == ("crime_statistics",)
+    assert concepts.of_dataset("Open Data", "Police incidents reported, such as thefts or burglaries.") == (
+        "crime_incident",)
+    assert concepts.of_dataset("Data", "Records of 311 calls, e.g. potholes and graffiti") == ("service_request",)
+    assert concepts.of_dataset("Data", "Work orders, e.g. from 311 calls") == ()

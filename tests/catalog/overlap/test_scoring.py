@@ -737,3 +737,38 @@ def test_a_police_precinct_is_a_police_district_no_precinct_of_an_election():
     assert set(text.terms("Police Precincts")) == {"police_district", "police"} < set(text.terms("Police Districts"))
     assert not set(text.terms("Police Precincts")) & set(text.terms("Ward Precincts"))
     assert {"police", "station"} <= set(text.terms("Boston Police District Stations"))
+
+
+def test_a_description_listing_grants_names_the_records_of_a_title_naming_none():
+    """Connecticut's 'Department of Economic and Community Development ? Community Development Portfolio' ("... listing of
+    direct financial assistance for community development and improvement projects") paired Baltimore's Vital Signs
+    'Housing and Community Development (2010-2012)', neighbourhood indicators (0.363, "titles share 'community
+    development'"), and Illinois' 'March 2014 Open' ("This is a listing of all grants administered by the ICJIA that
+    were open on March 19, 2014") New York's 'Open Space' (0.394, "titles share 'open'"): a description whose first
+    sentence says the dataset lists grants or financial assistance names its records, money given. It stays one
+    family with San Francisco's 'Grants and Loans'; a list of job centres that offer financial assistance lists
+    centres."""
+    c = fixture_catalogue([("data.ct.gov", "adkf-vin2"), ("data.baltimorecity.gov", "m3z4-c8pp"),
+                           ("data.illinois.gov", "8vxd-vi2h"), ("data.cityofnewyork.us", "xea9-4qn8"),
+                           ("data.sfgov.org", "ez9i-q28j"), ("data.cityofnewyork.us", "9d9t-bmk7")])
+    scored = scoring.score_pairs(c, np.array([0, 2, 0]), np.array([1, 3, 4]))
+    assert scoring.told_apart(c, scored).tolist() == [True, True, False]
+    assert scored.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH] * 2 + [1.0])
+    assert scored.total[:2].max() < scoring.DEFAULT_MIN_SCORE
+    assert c.records_named[[0, 2]].tolist() == [text.FAMILY_BITS["grant"]] * 2 and c.records_named[5] == 0
+    why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scored.signals.items()})
+    assert "names the records it holds ('financial assistance (per its description)')" in why, why
+
+
+def test_donations_are_money_given_no_list_of_what_they_fund():
+    """San Francisco's 'Donations to Recreation and Parks Department' (the gifts of money the department received)
+    paired Honolulu's 'Parks', Madison's 'Parks and Facilties' and Oakland's parks (0.36 to 0.40, "titles share
+    'parks'"): a donation is money given to a body, one family with the money a body gives (grants, aid). A
+    campaign's donations stay its finance."""
+    c = fixture_catalogue([("data.sfgov.org", "n5gw-x78q"), ("data.honolulu.gov", "tg29-p63i"),
+                           ("data.cityofmadison.com", "svr6-6gvb"), ("data.wa.gov", "m5pi-uads")])
+    scored = scoring.score_pairs(c, np.array([0, 0]), np.array([1, 2]))
+    assert scoring.told_apart(c, scored).tolist() == [True, True]
+    assert scored.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH] * 2)
+    assert c.records_named[[0, 3]].tolist() == [text.FAMILY_BITS["grant"]] * 2
+    assert text.records_named(text.terms("Campaign Donations")) == text.FAMILY_BITS[text.CAMPAIGN_FINANCE]
