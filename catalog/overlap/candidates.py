@@ -65,30 +65,57 @@ def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return sp.csr_matrix((matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape)
 
 
-def _keep_top_datasets_per_row(matrix: sp.csr_matrix, same_as: np.ndarray, k: int) -> sp.csr_matrix:
+def _keep_top_datasets_per_row(matrix: sp.csr_matrix, same_as: np.ndarray, k: int,
+                               in_family: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's k best *datasets* (at most TIES of one score), each with every copy of it the row reached: one
     city's two portals listing a dataset (features.copies_of) fill one slot, not two. Before, half the real
     catalogues' lists (5,312 of 10,460) spent 8,058 of their slots on a second listing of a dataset already in
-    them ('Legislation in Committee' of Seattle's Socrata site and its data.json) and missed that many others."""
-    coo = sp.coo_matrix(matrix)
-    if not len(coo.data):
-        return sp.csr_matrix(matrix)
+    them ('Legislation in Committee' of Seattle's Socrata site and its data.json) and missed that many others.
+    `in_family`: per column, whether it is a copy or has one (_copy_families). -> the kept entries' rows and
+    columns."""
+    matrix = sp.csr_matrix(matrix)
+    matrix.sort_indices()   # a row's entries by column: ties keep the lower dataset, as they always have
+    row = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    col, score = matrix.indices, matrix.data
+    # each (row, dataset) once, by its best copy's score, in key order. Only a copy family's entries are sorted
+    # by dataset and taken at their best; the others (every entry, in a catalogue of one portal a city) are one
+    # dataset each and in key order already: they are merged in. (Sorting every entry by key cost this
+    # function 5.3 s of CPU at 100,000 datasets, 1.7 s more than session 41's per-row cut, with no copy at all.)
+    family = in_family[col]
+    plain = np.flatnonzero(~family)
+    if len(plain) == len(col):
+        chosen = top_per_key(row, score, k)
+        return row[chosen], col[chosen].astype(np.int64)
     n = np.int64(matrix.shape[1])
-    key = coo.row.astype(np.int64) * n + same_as[coo.col].astype(np.int64)
-    # each (row, dataset) once, by its best copy's score, in key order. A row's entries come sorted by column, so
-    # the keys are in order but where a copy's dataset is another column: a stable sort of nearly sorted keys and
-    # a maximum over each run (a lexsort by key and score of every entry and an isin cost this function 11.9 s of
-    # CPU at 100,000 datasets, since session 42; 5.3 s so, the same entries kept)
+    copies = np.flatnonzero(family)
+    key = row[copies] * n + same_as[col[copies]]
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     new_key = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
     starts = np.flatnonzero(new_key)
-    best = np.maximum.reduceat(coo.data[order], starts)
-    kept = np.zeros(len(starts), dtype=bool)
-    kept[top_per_key(coo.row[order[starts]].astype(np.int64), best, k)] = True
-    keep = np.empty(len(key), dtype=bool)
-    keep[order] = kept[np.cumsum(new_key) - 1]   # every copy of a kept dataset
-    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=matrix.shape)
+    best = np.maximum.reduceat(score[copies[order]], starts)
+    # the datasets of copy families put among the others in key order (their keys are never a plain entry's)
+    at = np.searchsorted(row[plain] * n + col[plain], sorted_key[starts]) + np.arange(len(starts))
+    is_family = np.zeros(len(plain) + len(starts), dtype=bool)
+    is_family[at] = True
+    keys_row, keys_score = np.empty(len(is_family), dtype=np.int64), np.empty(len(is_family), dtype=score.dtype)
+    keys_row[at], keys_score[at] = sorted_key[starts] // n, best
+    keys_row[~is_family], keys_score[~is_family] = row[plain], score[plain]
+    chosen = np.zeros(len(is_family), dtype=bool)
+    chosen[top_per_key(keys_row, keys_score, k)] = True
+    keep = np.zeros(len(col), dtype=bool)
+    keep[plain] = chosen[~is_family]
+    keep[copies[order]] = chosen[at][np.cumsum(new_key) - 1]   # every copy of a kept dataset
+    return row[keep], col[keep].astype(np.int64)
+
+
+def _copy_families(same_as: np.ndarray) -> np.ndarray:
+    """Per row, whether it is a copy of a dataset or the dataset copies are of."""
+    copied = np.flatnonzero(same_as != np.arange(len(same_as)))
+    found = np.zeros(len(same_as), dtype=bool)
+    found[copied] = True
+    found[same_as[copied]] = True
+    return found
 
 
 def _capped_postings(vectors: sp.csr_matrix, uid_hash: np.ndarray, cap: int) -> sp.csr_matrix:
@@ -113,18 +140,19 @@ def candidate_pairs(catalogue: Catalogue, top_k: int = TOP_K) -> tuple[np.ndarra
     vectors = blocking_vectors(catalogue)
     probes = _keep_top_per_row(vectors, PROBE_TERMS)
     index_t = _capped_postings(vectors, uid_hashes(catalogue.uids), POSTING_CAP).T.tocsr()
-    city = catalogue.city_ids
+    city, in_family = catalogue.city_ids, _copy_families(catalogue.same_as)
     left, right = [], []
     for start in range(0, n, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, n)
         scores = (probes[start:stop] @ index_t).tocsr()
-        rows = np.repeat(np.arange(start, stop), np.diff(scores.indptr))
-        other_city = city[rows] != city[scores.indices]
-        scores = sp.csr_matrix((scores.data[other_city], (rows[other_city] - start, scores.indices[other_city])),
-                               shape=scores.shape)
-        best = _keep_top_datasets_per_row(scores, catalogue.same_as, top_k).tocoo()
-        left.append(best.row.astype(np.int64) + start)
-        right.append(best.col.astype(np.int64))
+        # the entries of other cities, each row's in place (no matrix built again from coordinates)
+        rows = np.repeat(np.arange(stop - start), np.diff(scores.indptr))
+        other_city = city[rows + start] != city[scores.indices]
+        indptr = np.r_[0, np.cumsum(np.bincount(rows[other_city], minlength=stop - start))]
+        scores = sp.csr_matrix((scores.data[other_city], scores.indices[other_city], indptr), shape=scores.shape)
+        best_rows, best_cols = _keep_top_datasets_per_row(scores, catalogue.same_as, top_k, in_family)
+        left.append(best_rows + start)
+        right.append(best_cols)
     if catalogue.embeddings is not None:
         dense_a, dense_b = _dense_neighbours(catalogue, max(top_k // 2, 1))
         left.append(dense_a)

@@ -90,6 +90,7 @@ class Catalogue:
     _keyword_sets: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
     _title_weights: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
     _title_ranks: dict[int, dict[str, int]] = field(default_factory=dict, repr=False)
+    _shown_in_order: dict[str, tuple[sp.csr_matrix, list[str]]] = field(default_factory=dict, repr=False)
     _mixed_case_forms: dict | None = field(default=None, repr=False)   # (groups._mixed_case_forms, read once)
 
     def __post_init__(self) -> None:
@@ -136,9 +137,33 @@ class Catalogue:
         """Normalised column name -> the first column name of the row with it."""
         found = self._column_keys.get(row)
         if found is None:
-            found = self._column_keys[row] = {}
-            for name, key, _ in self.column_names[row]:
-                found.setdefault(key, name)
+            found = self._column_keys[row] = _first_of_each(self.column_names[row])
+        return found
+
+    def shown_in_order(self, kind: str) -> tuple[sp.csr_matrix, list[str]]:
+        """What explanations quote of each row's column keys (kind 'columns': the first column name with each key,
+        in the row's order, as column_keys) or keywords ('keywords': each, in alphabetical order), as one list
+        (`shown`, a row's in its order) and a row x key matrix holding 1 + each key's place in it. The pairs'
+        shared columns and keywords are found on these for all pairs at once (cached: built once a catalogue)."""
+        found = self._shown_in_order.get(kind)
+        if found is None:
+            ids: dict[str, int] = {}
+            shown: list[str] = []
+            indices: list[int] = []
+            indptr = [0]
+            for row in range(len(self.uids)):
+                if kind == "columns":
+                    keys = _first_of_each(self.column_names[row])
+                else:
+                    keys = {word: word for word in sorted(set(self.keyword_lists[row]))}
+                indices += [ids.setdefault(key, len(ids)) for key in keys]
+                shown += keys.values()
+                indptr.append(len(indices))
+            places = np.int32 if len(indices) < np.iinfo(np.int32).max else np.int64   # (the save's peak: 4 bytes)
+            matrix = sp.csr_matrix((np.arange(1, len(indices) + 1, dtype=places), np.asarray(indices, dtype=places),
+                                    np.asarray(indptr, dtype=places)), shape=(len(self.uids), len(ids)))
+            matrix.sort_indices()
+            found = self._shown_in_order[kind] = (matrix, shown)
         return found
 
     def keyword_sets(self, row: int) -> frozenset[str]:
@@ -151,6 +176,14 @@ class Catalogue:
         if not self.index:
             self.index = {u: i for i, u in enumerate(self.uids)}
         return self.index[uid]
+
+
+def _first_of_each(columns: list[tuple[str, str, str]]) -> dict[str, str]:
+    """Column key -> the first column name with it, in the columns' order."""
+    found: dict[str, str] = {}
+    for name, key, _ in columns:
+        found.setdefault(key, name)
+    return found
 
 
 def tfidf(docs: list[list[str]], *, sublinear: bool = True, max_df: float | None = None,
@@ -275,8 +308,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     title_weights = [[form_weight if t in body else 1.5 if ("_" in t or "+" in t) else form_weight if t in generic
                       else 1.0 for t in terms] for terms, body in zip(title_terms, body_words)]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
-    description_terms = [text.terms(_without_caveats(d)[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
-                         for d, drop in zip(rows["description"], places)]
+    description_terms = _description_terms(rows["description"], places)
     description, _ = tfidf(description_terms, max_df=0.3)
     # (the kinds a description names only as examples are none of its own: concepts.EXAMPLES)
     kind_description_terms = [_without_accident_off_the_road(_without_examples(terms, d, drop), d) for terms, d, drop
@@ -368,6 +400,30 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
                                     for kinds, own in found), dtype=bool, count=n))
+
+
+def _description_terms(descriptions: list[str | None], places: list[frozenset[str]]) -> list[list[str]]:
+    """Each description's terms less its dataset's own place words, each distinct description read once and its
+    terms made once for the place words it holds (one list for all of its datasets: read, never changed).
+    Catalogues repeat descriptions: a dataset two portals of a city list, a publisher's boilerplate (7,989
+    distinct of the real catalogues' 10,656; the bench's 100,000, made of 7,186 real datasets, 5,783 of 85,166)."""
+    every_place = frozenset().union(*places)
+    held: dict[str, frozenset[str]] = {}   # description -> the place words of any dataset it holds
+    made: dict[tuple[str, frozenset[str]], list[str]] = {}
+    out = []
+    for description, drop in zip(descriptions, places):
+        opening = _without_caveats(description)[:DESCRIPTION_CHARS]
+        if not opening:
+            out.append([])
+            continue
+        found = made.get((opening, drop & held[opening])) if opening in held else None
+        if found is None:
+            raw, stemmed, head_words = text.read_words(opening, bigrams=False, glued=False)
+            held[opening] = every_place.intersection(raw, stemmed)
+            found = made.setdefault((opening, drop & held[opening]), [
+                term for term, _ in text.terms_read(raw, stemmed, head_words, drop, bigrams=False)])
+        out.append(found)
+    return out
 
 
 # a title's phrases: what a ' - ', ':', a comma or a bracket parts ('Building Permits - Waived Fees': two)

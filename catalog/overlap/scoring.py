@@ -320,20 +320,53 @@ def explain_all(c: Catalogue, a: np.ndarray, b: np.ndarray, signals: dict[str, l
     held = [None] * len(a)
     for i in np.flatnonzero(differ).tolist():
         held[i] = (int(held_a[i]), int(held_b[i]))
+    columns = _shared_in_order(c, "columns", a, b, COLUMNS_SHOWN)
+    keywords = _shared_in_order(c, "keywords", a, b, KEYWORDS_SHOWN)
     per_pair = zip(has.tolist(), signals.get("description", [None] * len(a)), signals.get("concept", [None] * len(a)),
-                   held, odd.tolist(), broken.tolist(), complements.tolist(), bodies.tolist())
+                   held, odd.tolist(), broken.tolist(), complements.tolist(), bodies.tolist(), zip(*columns),
+                   keywords[1])
     return [_explain_one(c, x, y, signal_sets[code], *rest)
             for x, y, (code, *rest) in zip(a.tolist(), b.tolist(), per_pair)]
 
 
+COLUMNS_SHOWN = 4    # aligned columns an explanation names
+KEYWORDS_SHOWN = 4   # shared keywords
+
+
+def _shared_in_order(c: Catalogue, kind: str, a: np.ndarray, b: np.ndarray, limit: int) -> tuple[list[int], list[str]]:
+    """Per pair, how many column keys (kind 'columns') or keywords ('keywords') a and b share, and the first
+    `limit` of them in a's order (Catalogue.shown_in_order) written out, joined by commas: a column as a's name
+    for it and b's where they differ ('permit_no ↔ PERMIT NUMBER'), a keyword quoted. On sparse arrays for all
+    pairs at once, where a set of each pair's keys was made and intersected before. (No tuple or list a pair is
+    kept: millions of them alive at once set Python's collector walking the whole catalogue again and again.)"""
+    matrix, shown = c.shown_in_order(kind)
+    mine, theirs = matrix[a], matrix[b]
+    # the keys both hold (the products keep both sides' structure: the same entries in the same order)
+    in_mine, in_theirs = mine.multiply(theirs.sign()).tocsr(), theirs.multiply(mine.sign()).tocsr()
+    count = np.diff(in_mine.indptr)
+    pair = np.repeat(np.arange(len(a), dtype=np.int64), count)
+    order = np.argsort(pair * (len(shown) + 1) + in_mine.data)   # each pair's shared keys in a's order
+    first = order[np.arange(len(order)) - np.repeat(in_mine.indptr[:-1], count) < limit]
+    xs = [shown[i] for i in (in_mine.data[first] - 1).tolist()]
+    if kind == "columns":
+        ys = [shown[i] for i in (in_theirs.data[first] - 1).tolist()]
+        words = [x if x == y else f"{x} ↔ {y}" for x, y in zip(xs, ys)]
+    else:
+        words = [f"'{x}'" for x in xs]
+    bounds = np.r_[0, np.cumsum(np.minimum(count, limit))].tolist()
+    return count.tolist(), [", ".join(words[start:stop]) for start, stop in zip(bounds, bounds[1:])]
+
+
 def _explain_one(c: Catalogue, a: int, b: int, present: frozenset[str], description: float | None,
                  concept: float | None, held: tuple[int, int] | None, odd: bool, broken: bool, complement: bool,
-                 bodies: bool) -> str:
+                 bodies: bool, columns: tuple[int, str], keywords: str) -> str:
     """`explain` of one pair; `present`: the signals it has; `held`: the families of records each title names,
     when they differ; `odd`: one side is a boundary file or a list of codes and the other not, or a page of its portal;
     `broken`: the titles share only what one names as its breakdown ('Damage By Sandy By Land Use' / 'Land Use');
     `complement`: one title negates a word of the other ('Non-General Fund' / 'General Fund'); `bodies`: one is a
-    directory of bodies the other does not name ('Directory of Criminal Justice Agencies' / 'Criminal Justice')."""
+    directory of bodies the other does not name ('Directory of Criminal Justice Agencies' / 'Criminal Justice');
+    `columns`: how many columns align and the first of them, written out; `keywords`: the first shared, written
+    out (_shared_in_order)."""
     parts = []
     if "title" not in present:
         parts.append("a title has only common words")
@@ -341,18 +374,16 @@ def _explain_one(c: Catalogue, a: int, b: int, present: frozenset[str], descript
         phrases = shared_title_phrases(c, a, b)
         parts.append("titles share " + ", ".join(phrases) if phrases else "titles share no words")
     if "columns" in present:
-        count, aligned = _aligned_count_and_first(c, a, b, 4)
+        count, shown = columns
         smaller = min(len(c.column_names[a]), len(c.column_names[b]))
-        if aligned:
-            shown = ", ".join([f"{x} ↔ {y}" if x != y else x for x, y in aligned])
-            more = " ..." if count > 4 else ""
+        if count:
+            more = " ..." if count > COLUMNS_SHOWN else ""
             parts.append(f"{count} of {smaller} columns align: {shown}{more}")
         else:
             parts.append(f"none of {smaller} columns align")
     if "keywords" in present:
-        shared = sorted(c.keyword_sets(a) & c.keyword_sets(b))
-        if shared:
-            parts.append("keywords share " + ", ".join([f"'{k}'" for k in shared[:4]]))
+        if keywords:
+            parts.append("keywords share " + keywords)
     if "values" in present:
         indices, indptr = c.value_sets.indices, c.value_sets.indptr
         mine = set(indices[indptr[a]:indptr[a + 1]].tolist())

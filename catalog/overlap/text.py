@@ -564,6 +564,12 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     """Like `terms`, each with the words of `text` it came from (for labels and explanations)."""
     if not text:
         return []
+    return terms_read(*read_words(text, bigrams, glued), drop, bigrams)
+
+
+def read_words(text: str, bigrams: bool = True, glued: bool = True) -> tuple[list[str], list[str], int]:
+    """What `terms_with_surface` reads of a text before it drops a dataset's own place words: its words as
+    written and stemmed (the words a place word is looked for among) and how many of them head a title."""
     if "fy" in text.lower():
         text = FISCAL_YEAR_INSIDE.sub(" ", text)
     raw = split_words(text, glued)
@@ -578,6 +584,12 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         stemmed = _correctional_population(stemmed)
     # (the words of a title's head, before a ':' or a ' - ', may name the bodies it lists: not a description's)
     head_words = len(split_words(TITLE_PARTS.split(text, 1)[0], glued)) if bigrams and LISTED_BODIES & set(raw) else 0
+    return raw, stemmed, head_words
+
+
+def terms_read(raw: list[str], stemmed: list[str], head_words: int, drop: frozenset[str],
+               bigrams: bool = True) -> list[tuple[str, str]]:
+    """`terms_with_surface` of the words `read_words` read, less the words of `drop`."""
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
     i, n, last_phrase_end = 0, len(stemmed), -1

@@ -408,3 +408,38 @@ def test_a_title_s_terms_rank_heaviest_first_and_alike_weights_in_the_title_s_or
     assert c.title_ranks(0) is c.title_ranks(0)   # kept, not ranked again
     assert scoring.shared_title_phrases(c, 0, 1) == ["'bridge'", "'inspections'"]
     assert scoring.shared_title_phrases(c, 1, 0) == ["'inspections'", "'bridge'"]
+
+
+def test_a_description_many_datasets_share_drops_each_one_s_own_place_words_alone():
+    """A catalogue repeats descriptions (a dataset two portals of a city list, a publisher's boilerplate): each
+    distinct one is read once (features._description_terms), but a place's words are dropped from its own
+    datasets' description only: Chicago's copy loses 'chicago', Boston's keeps it and loses 'boston'."""
+    described = "Permits issued by the Chicago and Boston building departments, citywide"
+    places = [text.own_place_words("Chicago", "c0"), text.own_place_words("Boston", "c1"),
+              text.own_place_words("Seattle", "c2"), text.own_place_words("Seattle", "c3")]
+    found = features._description_terms([described] * 4, places)
+    assert found == [text.terms(described, drop, bigrams=False, glued=False) for drop in places]
+    assert "chicago" not in found[0] and "boston" in found[0] and "chicago" in found[1] and "boston" not in found[1]
+    assert found[2] is found[3]   # one reading for the places it holds none of
+
+
+def test_the_columns_and_keywords_explanations_quote_are_kept_in_each_row_s_order():
+    """What explanations quote of shared columns and keywords is found for all pairs at once
+    (Catalogue.shown_in_order): each row's first column name of each key in its columns' order, its keywords in
+    alphabetical order; a pair's first four in the first dataset's order, with the second's name where it differs."""
+    from catalog.overlap import scoring
+    c = rows_catalogue([("A", "Permits"), ("B", "Permits"), ("C", "Permits")])
+    c.column_names = [[("PermitNo", "number permit", "text"), ("Issued", "issued", "date"),
+                       ("PERMIT_NUMBER", "number permit", "text"), ("Ward", "ward", "text")],
+                      [("ward", "ward", "text"), ("permit_no", "number permit", "text"), ("Fee", "fee", "number")],
+                      []]
+    c.keyword_lists = [["permit", "building"], ["zoning", "building", "permit"], []]
+    matrix, shown = c.shown_in_order("columns")
+    assert [shown[i - 1] for i in sorted(matrix[0].data)] == ["PermitNo", "Issued", "Ward"]
+    assert c.shown_in_order("columns") is c.shown_in_order("columns")   # built once
+    a, b = np.array([0, 1, 0]), np.array([1, 0, 2])
+    assert scoring._shared_in_order(c, "columns", a, b, 4) == ([2, 2, 0], ["PermitNo ↔ permit_no, Ward ↔ ward",
+                                                                            "ward ↔ Ward, permit_no ↔ PermitNo", ""])
+    assert scoring.aligned_columns(c, 0, 1) == [("PermitNo", "permit_no"), ("Ward", "ward")]   # (one pair's way)
+    assert scoring._shared_in_order(c, "columns", a, b, 1)[1][0] == "PermitNo ↔ permit_no"
+    assert scoring._shared_in_order(c, "keywords", a, b, 4) == ([2, 2, 0], ["'building', 'permit'"] * 2 + [""])
