@@ -381,6 +381,54 @@ def test_a_row_added_and_another_removed_between_two_pages_is_read_again_not_pub
                        "again"), message
 
 
+def test_a_row_removed_before_a_page_and_one_added_after_it_is_read_again_not_lost(tmp_path):
+    """A row removed before the page being read and one added after it, between two pages: every
+    page counts 250, the pull gave 250 rows, and the row that moved back into the page before was
+    never read (the row added read, nothing repeated to notice): published one row short of the
+    dataset, the count met. Each page after the first is asked from the row before it, which is then
+    another than the last row read: the pull reads it again, and publishes every row once."""
+    import duckdb
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(250)
+    name = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
+        def one_removed_one_added(path, query):   # (at the second page, whatever its offset)
+            if path.endswith("/records") and query.get("offset") not in (None, "0") and rows[0]["id"] == "c000000":
+                del rows[0]
+                rows.append({**rows[-1], "id": "new"})
+
+        portal.on_request = one_removed_one_added
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+        asked = [q for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"]) == (1, 250), result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={name}")["id"].to_pylist()
+    assert sorted(ids) == sorted(r["id"] for r in rows) and "c000100" in ids and "new" in ids
+    assert len(asked) == 5 and all(q["limit"] == "100" for q in asked)   # (the pull read again: no request more)
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE error_type = "
+                                              "'ChangedWhileRead'").fetchone()[0]
+    assert message.startswith("the page at offset=99, limit=100 began with another row than the last read"), message
+
+
+def test_alike_neighbouring_rows_across_a_page_boundary_are_no_change_and_cost_no_request(tmp_path):
+    """Rows 98-101 alike (a count repeated), across the first page's end: the row before the second
+    page, asked with it, is the last row read and the one after it alike. Nothing moved: no reading
+    again, no warning, the rows published as served, and no request but the pages' (a page that began
+    with the last row read cost a request more, the row before it asked alone)."""
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(250)
+    rows[98:102] = [dict(rows[98]) for _ in range(4)]
+    name = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+        asked = [q for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"], report["warnings"]) == (1, 250, 0), result.output
+    table = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={name}")
+    assert table["id"].to_pylist() == [r["id"] for r in rows]
+    assert len(asked) == 3 and all(q["limit"] == "100" for q in asked)
+
+
 def test_a_stale_page_of_rows_read_already_fails_the_pull_and_is_never_staged(tmp_path, monkeypatch):
     """A page over the response cap is asked in halves; a stale cache answered the first half
     (offset 100, limit 50) with the half page before it (offset 50): the last 50 rows of the
