@@ -10,13 +10,14 @@ one request in 20 (private service types); then three pulls in turn of a small c
 thins every cut answer and ignores `page` (its real P never shows). No HTTP: the count, not the
 time, is the figure.
 
-    python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300] [--whole-days 200]
+    python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300] [--whole-days 200 [--pages-deep 2]]
                                     [--page-ignored 100] [--private-type 10] [--partly-private 10]
 
 `--bursts N`: N seeded cities of bursts (requests lost and asked, two pulls in turn, summed).
 `--whole-days N`: N seeded cities from servers that read whole days (a zone of their own or the
 portal's; the end's day left out or included; cut pages thinned in odd weeks), read by whole days:
-requests lost, published twice, asked, and the pulls that failed, summed.
+requests lost, published twice, asked, and the pulls that failed, summed; `--pages-deep D`: from servers
+giving no page after page D, and the days the pulls named as kept short (`RequestsUnread`).
 `--page-ignored N`: the same cities from servers that also ignore `page` (pages of 50, 200 or 1,000),
 their cut pages thinned in every week, after one city whose days are each over P (400 a day). Their
 requests have a status (one in 6 open) and one of 40 service codes (one in 20 a code services.json does
@@ -145,14 +146,16 @@ CODES = [f"code-{n:02d}" for n in range(40)]   # a city's service codes (service
 
 def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float, inclusive: bool, days_in,
                       paging: bool = True, odd_weeks: bool = True, codes: list[str] | None = None,
-                      private: str | None = None, private_from: tuple[str, datetime] | None = None):
+                      private: str | None = None, private_from: tuple[str, datetime] | None = None,
+                      pages_deep: int | None = None):
     """A server that reads the days of the dates asked in its zone `days_in`, their times dropped (the
     end's day `inclusive` or not), newest first by pages of P, leaving out `thinned` of every 20 requests
     made in odd weeks (in every week without `odd_weeks`) once a page is cut: (the public requests, answer).
     Its requests have a status and a service code (one in 20 unlisted; else each's of `codes`), which
     `status` and `service_code` (comma-separated lists) choose before the cut. `private`: a service code
     whose every request is left out once a page is cut (a private service type services.json lists);
-    `private_from`: a code and a moment, its requests made from then on left out so (a type made private)."""
+    `private_from`: a code and a moment, its requests made from then on left out so (a type made private).
+    `pages_deep`: the deepest page it gives, those after it answered with none (a cap on `page`)."""
     draw = random.Random(35)   # (its own: the moments drawn are those of the cities before session 35)
     weights = [len(CODES) - n for n in range(len(CODES))]
     requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat(),
@@ -175,27 +178,34 @@ def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float
         if filters:
             window = [r for r in window if all(r[name] in value.split(",") for name, value in filters.items())]
         page = page if paging else 1
+        if pages_deep is not None and page > pages_deep:
+            return []
         return [r for r in window[(page - 1) * page_size:page * page_size] if int(r["service_request_id"]) not in hidden]
 
     return [r for n, r in enumerate(requests) if n not in hidden], answer
 
 
-def whole_days_cost(count: int, page_ignored: bool = False, parts: bool = True) -> None:
+def whole_days_cost(count: int, page_ignored: bool = False, parts: bool = True, pages_deep: int | None = None) -> None:
     """Requests lost (made before the pull's end: its last day's too since session 39, which a server
     whose days are not the portal's zone's gave to the next pull only), published twice and asked of
     `count` seeded cities (20 to 400 requests a day for 10 to 40 days, pages of 50, `page` read, 0, 20%
     or 40% left out in odd weeks) read by whole
     days of the portal's zone from a server reading days of its own, summed, and the pulls that failed.
     `page_ignored`: the same cities from servers that ignore `page`, with pages of 50, 200 or 1,000, and
-    leave so many out of every cut page (a day over P cannot be read: its pull fails, naming it)."""
-    print("| portal's zone | server's days | end's day | lost | twice | asked | failed |")
-    print("|---|---|---|---|---|---|---|")
+    leave so many out of every cut page (a day over P cannot be read: its pull fails, naming it). `pages_deep`:
+    from servers that give no page after that one (a day deeper is kept short: its rest lost, the day named
+    by the pull, `RequestsUnread`; the days named, summed)."""
+    named_column = " named |" if pages_deep else ""
+    print(f"| portal's zone | server's days | end's day | lost | twice | asked | failed |{named_column}")
+    print("|---|---|---|---|---|---|---|" + ("---|" if pages_deep else ""))
     for zone, days_in in (("UTC", "UTC"), ("New York", "New York"), ("New York", "UTC"), ("UTC", "New York"),
                           ("Tokyo", "UTC")):
         for inclusive in (False, True):
             lost = twice = asked = failed = 0
+            named: list[str] = []
             for seed in range(count):
-                read, unread, asked_here, error = seeded_city(seed, zone, days_in, inclusive, page_ignored, parts)
+                read, unread, asked_here, error = seeded_city(seed, zone, days_in, inclusive, page_ignored, parts,
+                                                              pages_deep, named)
                 asked += asked_here
                 if error:
                     failed += 1
@@ -203,16 +213,16 @@ def whole_days_cost(count: int, page_ignored: bool = False, parts: bool = True) 
                 lost += unread
                 twice += sum(1 for n in read.values() if n > 1)
             print(f"| {zone} | {days_in} | {'included' if inclusive else 'left out'} | {lost:,} | {twice:,} | "
-                  f"{asked:,} | {failed} |")
+                  f"{asked:,} | {failed} |" + (f" {len(named):,} |" if pages_deep else ""))
 
 
 ZONES = {"UTC": UTC, "New York": ZoneInfo("America/New_York"), "Tokyo": ZoneInfo("Asia/Tokyo")}
 
 
-def seeded_city(seed: int, zone: str, days_in: str, inclusive: bool, page_ignored: bool = False, parts: bool = True
-                ) -> tuple[Counter, int, int, str | None]:
+def seeded_city(seed: int, zone: str, days_in: str, inclusive: bool, page_ignored: bool = False, parts: bool = True,
+                pages_deep: int | None = None, named: list | None = None) -> tuple[Counter, int, int, str | None]:
     """One of whole_days_cost's cities (`seed`), read by whole days of `zone` from a server reading those
-    of `days_in` (ZONES' names): read_by_days' figures."""
+    of `days_in` (ZONES' names), paging `pages_deep` deep at most: read_by_days' figures (`named`: see there)."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     draw = random.Random(seed)
     per_day, days = draw.randint(20, 400), draw.randint(10, 40)
@@ -220,8 +230,9 @@ def seeded_city(seed: int, zone: str, days_in: str, inclusive: bool, page_ignore
     thinned = draw.choice([0.0, 0.2, 0.4])
     page_size = draw.choice([50, 200, 1000]) if page_ignored else 50
     public, answer = whole_days_server(moments, page_size, thinned=thinned, inclusive=inclusive,
-                                       days_in=ZONES[days_in], paging=not page_ignored, odd_weeks=not page_ignored)
-    return read_by_days(public, answer, start, days, ZONES[zone], parts)
+                                       days_in=ZONES[days_in], paging=not page_ignored, odd_weeks=not page_ignored,
+                                       pages_deep=pages_deep)
+    return read_by_days(public, answer, start, days, ZONES[zone], parts, named=named)
 
 
 def uniform_moments(draw: random.Random, per_day: int, days: int, start: datetime) -> list[datetime]:
@@ -230,10 +241,11 @@ def uniform_moments(draw: random.Random, per_day: int, days: int, start: datetim
 
 
 def read_by_days(public: list[dict], answer, start: datetime, days: int, zone, parts: bool = True,
-                 listed: list[str] = CODES) -> tuple[Counter, int, int, str | None]:
+                 listed: list[str] = CODES, named: list | None = None) -> tuple[Counter, int, int, str | None]:
     """A pull of `days` days from `start` by whole days of `zone`: (how often each request was read,
     how many of `public` made before its end it did not read, the requests asked, its error);
-    `parts`: days in doubt read again by status and service codes (`listed`, services.json's)."""
+    `parts`: days in doubt read again by status and service codes (`listed`, services.json's); `named`:
+    extended with the windows the pull kept short, each named (Windows.short: `RequestsUnread`)."""
     windows = Windows(answer, start, start + timedelta(days=days), zone=zone, days=True,
                       services=(lambda: listed) if parts else None)
     read, error, asked = Counter(), None, 0
@@ -250,6 +262,8 @@ def read_by_days(public: list[dict], answer, start: datetime, days: int, zone, p
                 read.update(r["service_request_id"] for r in batch)
     except RecordsError as failed:
         error = str(failed)
+    if named is not None:
+        named += windows.short
     end = start + timedelta(days=days)
     unread = sum(1 for r in public if r["service_request_id"] not in read
                  and datetime.fromisoformat(r["requested_datetime"]) < end)
@@ -393,6 +407,8 @@ def main() -> None:
                         help="rare public codes lost beside a private service type, of N cities per row")
     parser.add_argument("--partly-private", type=int, metavar="N",
                         help="a code made private lately, rare before, beside a private service type, of N cities per row")
+    parser.add_argument("--pages-deep", type=int, metavar="D",
+                        help="--whole-days: servers giving no page after page D (the days named kept short, summed)")
     parser.add_argument("--no-parts", action="store_true",
                         help="--page-ignored: days in doubt not read by status and service codes (before session 35)")
     args = parser.parse_args()
@@ -403,7 +419,7 @@ def main() -> None:
         partly_private_cost(args.partly_private)
         return
     if args.whole_days:
-        whole_days_cost(args.whole_days)
+        whole_days_cost(args.whole_days, pages_deep=args.pages_deep)
         return
     if args.page_ignored:
         page_ignored_city(not args.no_parts)

@@ -31,15 +31,16 @@ import duckdb
 import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
-from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
+from catalog.folder import catalogue_id, check_reader, file_catalogue_id, why_not_its_folder
 from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, DISTRIBUTION_TEXTS, RECORD_LINKS, RECORD_TEXT_LISTS,
-                           RECORD_TEXTS, exported_uids, maybe_secret_sql, redacted, redacted_text)
+                           RECORD_TEXTS, WordsReplaced, exported_uids, maybe_secret_sql, named_as_exported, redacted,
+                           redacted_text)
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
 from catalog.records import RecordsLayout, link_or_copy
 from catalog import uncut
-from catalog.store import connect, migrate
+from catalog.store import CatalogueReplaced, connect, migrate
 from catalog.versions import file_not_a_catalogue
 
 log = logging.getLogger("civicat.export")
@@ -85,6 +86,10 @@ REDACTED_TEXT_LISTS = {"datasets": RECORD_TEXT_LISTS}
 UID_COLUMNS = {"datasets": ("uid", "parent_uid"), "distributions": ("dataset_uid",), "columns": ("dataset_uid",),
                "overlap_pairs": ("uid_a", "uid_b"), "overlap_groups": ("uid",), "column_profiles": ("dataset_uid",)}
 EXPORTED_UID = "exported_uid"   # (the SQL function of a export whose uids are redacted: _exported_uids_in_sql)
+EXPORTED_TEXT = "exported_text"   # (and of a text naming uids, each as exported, its links redacted)
+# the texts naming datasets by their uids: an overlap explanation ("but p:… is a boundary file", "but only p:…
+# names …"), exported (and printed) with a uid holding a key whole until session 46, each uid as exported now
+NAMING_UIDS = {"overlap_pairs": ("explanation",)}
 
 
 class ExportRefused(Exception):
@@ -278,15 +283,24 @@ def _copy_made_current(db_path: Path) -> None:
         return
     refused = None
     try:   # (its steps shown: a writer waits for it as long as it gets on, catalog.lock.BRIEF_HOLD_SECONDS)
+        # the file the checks below read (its stat before them): put right and copied, no other put at the path
+        # since (until session 46 the path was, whatever file it held by then)
+        try:
+            checked = os.stat(db_path)
+        except FileNotFoundError:   # (none: the export's own open says so)
+            return
         # another program's DuckDB file: no copy of it made, nothing left beside it (its reader refuses it)
         refused = file_not_a_catalogue(db_path)
         if refused is not None:
             return
         if why_not_its_folder(db_path, file_catalogue_id(db_path)):
             return   # (the records beside it another catalogue's: never recorded as its own; the export refuses)
-        put_right(db_path, lock.progressed)
+        put_right(db_path, lock.progressed, checked=checked)
         if not is_current(db_path):
-            publish(db_path, lock.progressed)   # (a copy that cannot be made is a warning: the catalogue itself is read)
+            # (a copy that cannot be made is a warning: the catalogue itself is read; so is one of a file replaced)
+            publish(db_path, lock.progressed, checked=checked)
+    except CatalogueReplaced as exc:   # (the file at the path read as it is, by the export's own open)
+        log.warning("export: the read copy of %s was not made current (%s: nothing written)", db_path, exc)
     except duckdb.Error as exc:   # (a notebook holding the file: the copy as it is, or the catalogue)
         log.warning("export: the read copy of %s was not made current (%s)", db_path, exc)
     finally:
@@ -332,8 +346,8 @@ def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> di
             # dataset's folder as its parts are linked, so each folder is checked to be the pull the
             # copy describes (the parts, the profiles and the manifest of one pull). The catalogue
             # itself, kept open meanwhile, admits no writer beside it
-            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls, opened and opened.copy_written,
-                                   uids)
+            files += _copy_records(RecordsLayout.beside(db_path, catalogue_id(con)), staging, pulls,
+                                   opened and opened.copy_written, uids)
         finally:
             if opened is None:
                 con.close()
@@ -384,6 +398,8 @@ def _exported_column(con: duckdb.DuckDBPyConnection, table: str, column: str, ui
     exported_uids gives it (`uids_redacted`), else as it is."""
     if column in REDACTED_LINKS.get(table, ()):
         return _exported(con, column)
+    if uids_redacted and column in NAMING_UIDS.get(table, ()):
+        return f'CASE WHEN {maybe_secret_sql(column, text=True)} THEN {EXPORTED_TEXT}("{column}") ELSE "{column}" END AS "{column}"'
     if column in REDACTED_TEXTS.get(table, ()):
         return _exported(con, column, text=True)
     if column in REDACTED_TEXT_LISTS.get(table, ()):
@@ -413,11 +429,14 @@ def _exported_uids_in_sql(con: duckdb.DuckDBPyConnection, uids: dict[str, str]) 
     if not uids:
         yield
         return
+    words = WordsReplaced(uids)
     con.create_function(EXPORTED_UID, lambda uid: uids.get(uid, uid), ["VARCHAR"], "VARCHAR")
+    con.create_function(EXPORTED_TEXT, lambda text: named_as_exported(text, words), ["VARCHAR"], "VARCHAR")
     try:
         yield
     finally:
         con.remove_function(EXPORTED_UID)
+        con.remove_function(EXPORTED_TEXT)
 
 
 def _source(con: duckdb.DuckDBPyConnection, table: str, existing: set[str]) -> str:

@@ -40,6 +40,12 @@ class CatalogueBeingWritten(Exception):
     names that process. (Not catalog.store.OtherCursorsKeptTheCatalogue: within one writer.)"""
 
 
+class CatalogueReplaced(Exception):
+    """The file at the catalogue's path, as a writer opened it, is not the one its check read (another
+    program put its own there between the two, or took it away): left unwritten. (Here, not in
+    catalog.store, which readers do not import: connect_read_only catches it.)"""
+
+
 def lock_path(db_path: str | Path) -> Path:
     db_path = Path(db_path)
     return db_path.with_name(db_path.name + ".lock")
@@ -78,14 +84,18 @@ def describe_holder(holder: dict) -> str:
         return "another process"
     said = f"process {holder['pid']} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
     if holder.get(NOT_KNOWN_HERE):
-        return _not_known_here(holder[NOT_KNOWN_HERE], said)
+        return _not_known_here(holder[NOT_KNOWN_HERE], said, on=_other_machine(holder))
     return said
 
 
-def _not_known_here(path: str | Path, recorded: str | None, *, not_it: bool = False) -> str:
+def _not_known_here(path: str | Path, recorded: str | None, *, not_it: bool = False, on: str | None = None) -> str:
     """The holder of the lock at `path` that the kernel's list of locks cannot name, and `recorded`, the
     process its holder record names (as described), if any; `not_it`: that record was written in this PID
-    namespace (_written_here), so its process, not listed, is not the holder."""
+    namespace (_written_here), so its process, not listed, is not the holder; `on`: the other machine the
+    record was written on (_other_machine)."""
+    if recorded and on:
+        return (f"a process on another machine, {on} (the record in {path} names {recorded}, written there; its lock "
+                f"is not listed in this machine's /proc/locks): {SHARED_FOLDER}")
     said = ("a process whose PID is not known here (not listed in /proc/locks: one in another PID namespace, "
             "such as a container's, is not)")
     if recorded and not_it:
@@ -108,15 +118,48 @@ def pid_namespace() -> str | None:
         return None
 
 
+def this_host() -> dict:
+    """This machine, for a holder record: its kernel's boot id (`/proc/sys/kernel/random/boot_id`, new at each
+    boot, the same in every container of it) and its host name. A PID namespace's id alone is no machine's: the
+    host's own namespace has the same id (`pid:[4026531836]`) on every Linux machine, so a writer on another
+    machine sharing the folder (NFS, whose locks hold across machines) read as one of this namespace."""
+    import socket
+
+    here = {"hostname": socket.gethostname()}
+    try:
+        here["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        pass
+    return here
+
+
+def _other_machine(holder: dict) -> str | None:
+    """The host name of the other machine the holder record was written on, or None: written on this one (its
+    boot id this kernel's; or its host name this one's, this machine before a reboot, whose writer let go of
+    its lock as it went down), or it does not say (a record from before session 46)."""
+    written = holder.get("boot_id")
+    if not isinstance(written, str):
+        return None
+    here = this_host()
+    if written == here.get("boot_id") or holder.get("hostname") == here["hostname"]:
+        return None
+    return str(holder.get("hostname") or "a host whose name it does not give")
+
+
 def _written_here(holder: dict) -> bool:
-    """Whether the holder record was written in this PID namespace (its `pid_namespace`, this one's)."""
+    """Whether the holder record was written in this PID namespace (its `pid_namespace`, this one's) on this
+    machine (_other_machine: the host's namespace has the same id on every machine)."""
     written = holder.get("pid_namespace")
-    return isinstance(written, str) and written == pid_namespace()
+    return isinstance(written, str) and written == pid_namespace() and _other_machine(holder) is None
 
 
 # the key of a holder record writer_holding gives for a lock held by a process the kernel's list of locks
 # cannot name (one in another PID namespace): the lock file's path; not in the file, only in what is returned
 NOT_KNOWN_HERE = "pid_not_known_here"
+# what is said of a catalogue written from two machines (its folder on a file system they share: NFS)
+SHARED_FOLDER = ("a catalogue written from more than one machine: civicat takes such a lock for a writer's, as it "
+                 "cannot tell one of that machine's writers from another program there; keep the catalogue on a "
+                 "local disk of the machine that writes it (docs/harvesting.md, Locks in full)")
 
 
 def writer_holding(db_path: str | Path, pid: int) -> dict | None:
@@ -355,11 +398,16 @@ class WriterLock:
             previous = _holder_record(self._found[0][:4096])
             # a harvest that crashed said so here (`crashed`): kept until a harvest has read it
             self.crash = previous.get("crashed") if isinstance(previous.get("crashed"), dict) else None
+            if (elsewhere := _other_machine(previous)) is not None:   # (said where the docs say why)
+                logging.getLogger("civicat.lock").warning(
+                    "%s was last written from another machine, %s (its lock file's record %s): %s", self.db_path,
+                    elsewhere, describe_holder(previous), SHARED_FOLDER)
             self.holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
                            "command": " ".join(os.path.basename(a) if i == 0 else a
                                                for i, a in enumerate(sys.argv))[:500],
                            "pulls_records": self.pulls_records, **({"brief": True} if self.brief else {}),
                            **({"pid_namespace": namespace} if (namespace := pid_namespace()) else {}),
+                           **this_host(),
                            **({"crashed": self.crash} if self.crash else {})}
             self._write_record(fd)
         except BaseException:
@@ -463,7 +511,7 @@ class WriterLock:
                 who = f"process {min(known)} (its record in {self.path} not yet written, or not civicat's)"
             elif holding is not None and not known and _held_unlisted(self.path, holding):   # (by one it cannot name)
                 who = _not_known_here(self.path, describe_holder(record) if isinstance(record.get("pid"), int)
-                                      else None, not_it=_written_here(record))
+                                      else None, not_it=_written_here(record), on=_other_machine(record))
             elif holding is not None and not known:   # (until session 45 said as held in another namespace)
                 who = "a process that let go of it as this one read who held it (try again)"
             else:
@@ -554,25 +602,39 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
     read-only open cannot replay ("Failure while replaying WAL ... Could not write file"):
     replaying it writes to the database file. The next harvest would replay it; a reader
     does the same when no writer holds the catalogue (the lock taken, the WAL replayed and
-    checkpointed by a writable open), so `civicat sql` and the exports work after a crash."""
+    checkpointed by a writable open), so `civicat sql` and the exports work after a crash. Only into
+    the file whose open found the log: another put at the path meanwhile is opened afresh (until
+    session 46 the log was replayed into it, and written there); a log DuckDB refuses as not the
+    file's is set aside (checkpoint_wal)."""
     import duckdb
 
     from catalog import uncut
     from catalog.read_copy import catalogue_of
     from catalog.versions import not_a_catalogue
 
-    try:
-        con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
-    except duckdb.IOException as exc:
-        if "replaying WAL" not in str(exc):
-            raise
+    for last in (False, True):
         try:
-            with WriterLock(db_path):
-                checkpoint_wal(db_path)
-        except CatalogueBeingWritten:
-            raise CatalogueBeingWritten(f"{db_path}: its last write was cut short and a harvest is writing it now "
-                                "(it recovers the catalogue); try again when it ends") from exc
-        con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+            meant = os.stat(db_path)   # (the file whose open found a log to replay: none other is written)
+        except OSError:
+            meant = None
+        try:
+            con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+            break
+        except duckdb.IOException as exc:
+            if "replaying WAL" not in str(exc) and not not_this_files_log(exc):   # (an older one's: said without)
+                raise
+            try:
+                with WriterLock(db_path):
+                    checkpoint_wal(db_path, checked=meant)
+            except CatalogueBeingWritten:
+                raise CatalogueBeingWritten(f"{db_path}: its last write was cut short and a harvest is writing it "
+                                            "now (it recovers the catalogue); try again when it ends") from exc
+            except CatalogueReplaced:   # (another file at the path since: read as the first was, from its open)
+                if last:
+                    raise
+                continue
+            con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+            break
     # another program's DuckDB file (`--db other.duckdb`): refused, where its reader met no such
     # table (a traceback) or ran on it (an empty export, `sql` reading someone else's data)
     refused = not_a_catalogue(con, catalogue_of(db_path) or db_path)
@@ -602,11 +664,68 @@ def _say_if_newer(con, db_path: str | Path) -> None:
                                                   named, newer)
 
 
-def checkpoint_wal(db_path: str | Path) -> None:
+# DuckDB's refusal of a log written for another state of the file at the path (its checkpoint iteration
+# not the file's: "… That means the WAL was created for a newer version of this database …"), or for another
+# database's file
+_NOT_THIS_FILES_LOG = ("the WAL checkpoint iteration does not match the database file",
+                       "WAL does not match database file")
+
+
+def checkpoint_wal(db_path: str | Path, checked: os.stat_result | None = None) -> None:
     """Replay the WAL a writer killed after its commits left, and write them into the file (a
     writable open, then a checkpoint). The caller holds the writer lock. In the catalogue's
-    format: the WAL may hold what only it can store."""
-    from catalog import uncut
+    format: the WAL may hold what only it can store. `checked`: the file the caller meant (its stat):
+    another put at the path since is not opened (catalog.store.CatalogueReplaced).
 
-    with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
-        writer.execute("CHECKPOINT")
+    A log that is not the file's, which DuckDB refuses (written at another checkpoint of the file: a backup put
+    back after a writer was killed; or for another database), is set aside (renamed as catalog.store's
+    set_aside_this_runs_log renames a replaced run's), and said: until session 46 no writer, export or reader of the catalogue went on until the user took
+    it away."""
+    import duckdb
+
+    from catalog import uncut
+    from catalog.store import how_replaced, log_path_of
+
+    db_path = Path(db_path)
+    log = log_path_of(db_path)
+    try:
+        found = os.stat(log)
+    except OSError:
+        found = None
+    if why := how_replaced(db_path, checked):
+        raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
+    try:
+        with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
+            writer.execute("CHECKPOINT")
+    except duckdb.IOException as exc:
+        if not not_this_files_log(exc) or not _set_aside_not_its_log(db_path, found, f"DuckDB refused it: {exc}"):
+            raise
+
+
+def not_this_files_log(exc: Exception) -> bool:
+    """DuckDB refused the catalogue's write-ahead log as not the file's (_NOT_THIS_FILES_LOG)."""
+    return any(said in str(exc) for said in _NOT_THIS_FILES_LOG)
+
+
+def _set_aside_not_its_log(db_path: Path, found: os.stat_result | None, why: str) -> bool:
+    """The write-ahead log `found` at the catalogue's path before checkpoint_wal opened it, which DuckDB refused
+    as not the file's (`why`), set aside and said, where it is there still; whether it was (anything else is
+    left as it is: the refusal stands)."""
+    from catalog.store import log_path_of, rename_log_aside
+
+    log = log_path_of(db_path)
+    try:
+        if found is None or not os.path.samestat(os.stat(log), found):
+            return False
+        aside = rename_log_aside(log)
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError):
+            logging.getLogger("civicat").warning("%s is not the log of the file at %s (%s), and could not be set "
+                                                 "aside (%s): take it away", log, db_path, why, exc.strerror or exc)
+        return False
+    logging.getLogger("civicat").warning(
+        "%s is not the log of the file at %s (%s): the log of a file that one replaced (a backup put back after a "
+        "writer was killed, say), or of another state of it; moved to %s, where no open of that path replays it "
+        "nor a write there overwrites it. What it holds is the file's it was written for: put that file back at "
+        "%s with the log beside it as %s to read it", log, db_path, why, aside, db_path, log)
+    return True

@@ -352,15 +352,15 @@ def put_right(db_path: str | Path, progressed: Callable[[], None] = lambda: None
     if why:
         raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
     if has_wal(db_path):
-        checkpoint_wal(db_path)
+        checkpoint_wal(db_path, checked=checked)
         progressed()
-    layout = RecordsLayout.beside(db_path)
-    if layout.unrecorded():
+    if RecordsLayout.beside(db_path).unrecorded():
+        from catalog.folder import catalogue_id
         from catalog.store import connect
 
         with connect(db_path, checked=checked) as con:
             progressed()   # (migrated)
-            for done in record_unrecorded(con, layout):
+            for done in record_unrecorded(con, RecordsLayout.beside(db_path, catalogue_id(con))):
                 log.warning("records: %s", done)
                 progressed()
 

@@ -9,12 +9,14 @@ folders (`RecordsLayout.publish`): a reader sees the previous complete dataset o
 complete one, never a partial one, and never none.
 
 Names from portals are percent-encoded before they reach a path (`/`, `..`, NUL and
-everything outside `[A-Za-z0-9_.-]`), and every path is checked to stay inside the root.
+everything outside `[A-Za-z0-9_.-]`), and every path is checked to stay inside the root; a
+source id holding a secret names its folder without it (RecordsLayout.segment).
 """
 from __future__ import annotations
 
 import errno
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -43,6 +45,7 @@ pa = LazyModule("pyarrow")
 
 SAFE = re.compile(r"[A-Za-z0-9_.-]")
 MAX_SEGMENT = 120
+KEYED_DIGEST = 20   # hex digits naming a keyed source id's folder apart (safe_segment's own hash has 16)
 TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
@@ -137,51 +140,6 @@ def safe_segment(name: str) -> str:
     return encoded
 
 
-def segment_glob(name: str, shown: str, left_out: str) -> str:
-    """safe_segment(name) as a shell glob that leaves out what `shown`, `name` as printed, gives as `left_out`
-    (a key REDACTED): each such part a `*`, and a long name's hash too (a hash of the name is a test of a
-    guessed key). `cd`, `ls` and Python's glob take it for the folder; where the parts cannot be told (the
-    printed name lost a tab of the real one), the printed name's text before its first `left_out` that the
-    folder's name begins with, then `*`. Never a character that `shown` does not show."""
-    pieces = shown.split(left_out)
-    found = _pieces_at(name, pieces) if len(pieces) > 1 else None
-    if found is None:
-        return os.path.commonprefix([safe_segment(pieces[0]) if pieces[0] else "", safe_segment(name)]) + "*"
-    hidden = [False] * len(name)
-    for (_, left), (right, _) in zip(found, found[1:]):
-        hidden[left:right] = [True] * (right - left)
-    characters = [(c, h) for character, h in zip(name, hidden) for c in _encoded(character)]
-    if characters[0][0] == ".":   # (safe_segment's: no leading dot)
-        characters[:1] = [(c, characters[0][1]) for c in "%2E"]
-    if len(characters) > MAX_SEGMENT:
-        characters = characters[:MAX_SEGMENT - 17] + [("~", False), ("", True)]
-    glob = []
-    for n, (c, h) in enumerate(characters):
-        if not h:
-            glob.append(c)
-        elif n == 0 or not characters[n - 1][1]:
-            glob.append("*")
-    return "".join(glob)
-
-
-def _pieces_at(name: str, pieces: list[str]) -> list[tuple[int, int]] | None:
-    """Where in `name` each of `pieces` is, in order, the first at its start, the last at its end and each
-    other the first after the one before (what lies between two was left out); None where they are not
-    so. Each found once, left to right: a regular expression of the pieces with a lazy group between two
-    (until r44) tried the places of each against those of the others, twice as long a piece more (a
-    portal's identifier of 22 keys and a tab: 3 s; of 40, days)."""
-    last = len(name) - len(pieces[-1])
-    if not name.startswith(pieces[0]) or not name.endswith(pieces[-1]) or len(pieces[0]) > last:
-        return None
-    found = [(0, len(pieces[0]))]
-    for piece in pieces[1:-1]:
-        at = name.find(piece, found[-1][1], last)
-        if at < 0:
-            return None
-        found.append((at, at + len(piece)))
-    return found + [(last, len(name))]
-
-
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -205,15 +163,39 @@ def _remove_empty(*folders: Path) -> None:
 
 
 class RecordsLayout:
-    def __init__(self, root: str | Path):
+    """`key`: the catalogue's id (catalog.folder.catalogue_id), which names the folder of a source id holding
+    a secret (`keyed_segment`); None (a catalogue before migration 0020, an export's folders, named by uids
+    already redacted): every folder named by its id, as before session 46."""
+
+    def __init__(self, root: str | Path, key: str | None = None):
         self.root = Path(root).resolve()
         self.staging_root = self.root.parent / f".{self.root.name}-staging"
+        self.key = key
 
     @classmethod
-    def beside(cls, db_path: str | Path) -> "RecordsLayout":
-        return cls(Path(db_path).resolve().parent / "records")
+    def beside(cls, db_path: str | Path, key: str | None = None) -> "RecordsLayout":
+        return cls(Path(db_path).resolve().parent / "records", key)
 
     def relative(self, portal_id: str, source_id: str) -> str:
+        return f"portal={safe_segment(portal_id)}/dataset={self.segment(source_id)}"
+
+    def segment(self, source_id: str) -> str:
+        """The dataset's folder name: its source id made safe, or for one holding a secret (a data.json
+        identifier's `?token=…`), that id redacted as the exports give it and a keyed digest of the id:
+        until session 46 the folder's name held the key, and so did every listing of the folder (`ls`,
+        `du`, a backup's index). The digest keeps apart two ids differing only in their key; keyed with
+        the catalogue's id, so that a name is no test of a guessed key to whoever has not the catalogue
+        (which holds the key itself)."""
+        from catalog.links import redacted
+
+        shown = redacted(source_id) if self.key is not None and source_id else source_id
+        if shown == source_id:
+            return safe_segment(source_id)
+        digest = hmac.new(self.key.encode(), source_id.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return f"{safe_segment(shown)[:MAX_SEGMENT - KEYED_DIGEST - 1]}~{digest.hexdigest()[:KEYED_DIGEST]}"
+
+    def relative_before(self, portal_id: str, source_id: str) -> str:
+        """The dataset's folder as named before session 46 (a keyed source id's: with its key)."""
         return f"portal={safe_segment(portal_id)}/dataset={safe_segment(source_id)}"
 
     def _inside(self, base: Path, relative: str) -> Path:
@@ -223,7 +205,45 @@ class RecordsLayout:
         return path
 
     def folder(self, portal_id: str, source_id: str) -> Path:
-        return self._inside(self.root, self.relative(portal_id, source_id))
+        """The dataset's published folder; for a keyed source id whose folder is still named as before
+        session 46 (its key in its name: renamed at the next records pull, `rename_keyed`), that one."""
+        folder = self._inside(self.root, self.relative(portal_id, source_id))
+        if self.key is not None and not folder.exists():
+            before = self._inside(self.root, self.relative_before(portal_id, source_id))
+            if before != folder and before.exists():
+                return before
+        return folder
+
+    def where(self, portal_id: str, source_id: str) -> str:
+        """The dataset's published folder relative to the root (record_pulls.path)."""
+        return self.folder(portal_id, source_id).relative_to(self.root).as_posix()
+
+    def rename_keyed(self, keyed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Each folder (published or staged) of `keyed` (portal and source ids holding a secret) still named
+        as before session 46, its key in its name, renamed to the name without it (`segment`): one rename
+        each, the folder whole (a staged pull resumes from its parts). One of both names (not made by
+        civicat: a folder copied back by hand) is left alone, said so. Returns the datasets whose published
+        folder was renamed."""
+        if self.key is None:
+            return []
+        renamed = []
+        with _PUBLISHING:
+            for portal_id, source_id in keyed:
+                after, before = self.relative(portal_id, source_id), self.relative_before(portal_id, source_id)
+                if after == before:
+                    continue
+                for base in (self.root, self.staging_root):
+                    old, new = self._inside(base, before), self._inside(base, after)
+                    if not old.is_dir():
+                        continue
+                    if new.exists():   # (the old name not printed: it holds the key)
+                        log.warning("records: a folder of %s named as before session 46, its key in its name, is "
+                                    "left beside %s, its folder now: remove it", base, new)
+                        continue
+                    os.rename(old, new)
+                    if base == self.root:
+                        renamed.append((portal_id, source_id))
+        return renamed
 
     def staging(self, portal_id: str, source_id: str) -> Path:
         """The dataset's staging folder: the same for every attempt, so a pull cut short
@@ -243,7 +263,7 @@ class RecordsLayout:
         Elsewhere (no such call, or a file system without hard links) the previous folder is set
         aside in `retired-<id>/<relative path>` and `ready` renamed in: killed between the two,
         `repair` moves the previous one back."""
-        final = self.folder(portal_id, source_id)
+        final = self._inside(self.root, self.relative(portal_id, source_id))   # (never the name before session 46)
         final.parent.mkdir(parents=True, exist_ok=True)
         with _PUBLISHING:
             if not final.exists():
@@ -536,7 +556,7 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
         con.execute("INSERT INTO record_pulls (dataset_uid, portal_id, source_id, path, row_count, column_count, "
                     "bytes, mode, watermark, run_id, pulled_at, seconds, page_size, thinning, whole_days) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [uid, portal_id, source_id, layout.relative(portal_id, source_id), rows, len(profiles), size,
+                    [uid, portal_id, source_id, layout.where(portal_id, source_id), rows, len(profiles), size,
                      mode, watermark, run_id, now, seconds, page_size, thinning, whole_days])
         # one insert of them all: a row at a time, each insert kept blocks of its own in the
         # catalogue's 128 MB, and a dataset of ~400 columns or more never fitted. A column profiled
@@ -616,13 +636,32 @@ def record_unrecorded(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> 
     return done
 
 
+def name_keyed_folders(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, portal_id: str) -> list[str]:
+    """At a records pull's start (the writer's): the folders of the portal's datasets whose source ids hold a
+    secret, named as before session 46 with the key in their name, renamed without it
+    (RecordsLayout.rename_keyed), and record_pulls.path with them; returns what was done, one sentence each (the
+    key never in it). The portal's alone: portals pulled in parallel write record_pulls each its own rows."""
+    from catalog.links import maybe_secret_sql, redacted
+
+    keyed = [(p, s) for p, s in con.execute(f"SELECT portal_id, source_id FROM datasets WHERE portal_id = ? AND "
+                                            f"{maybe_secret_sql('source_id')} ORDER BY source_id", [portal_id]).fetchall()
+             if redacted(s) != s]
+    renamed = layout.rename_keyed(keyed)
+    for portal_id, source_id in renamed:
+        con.execute("UPDATE record_pulls SET path = ? WHERE portal_id = ? AND source_id = ?",
+                    [layout.where(portal_id, source_id), portal_id, source_id])
+    return [f"renamed {len(renamed)} records folder{'s' * (len(renamed) != 1)} whose name held the key in its "
+            "dataset's source id: named by the id redacted now (record_pulls.path gives each)"] if renamed else []
+
+
 _MACRO_LOCK = threading.Lock()
 
 
 def define_records_macro(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> None:
     """`SELECT * FROM records('seattle', '3k2p-39jp')`: a harvested dataset from the
     catalogue. The root is absolute; ids with characters outside [A-Za-z0-9_.-] are
-    stored percent-encoded (record_pulls.path gives the folder of any id)."""
+    stored percent-encoded, one holding a secret redacted and named apart (RecordsLayout.segment):
+    record_pulls.path gives the folder of any id."""
     root = str(layout.root).replace("'", "''")
     # one definition at a time, in a transaction of its own, and only when it is missing or
     # points elsewhere: portals harvested in parallel pull records on cursors of their own,

@@ -30,7 +30,7 @@ import pyarrow as pa
 from catalog.lazy import pandas_kept_out
 from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, DISTRIBUTION_TEXTS, RECORD_LINKS, RECORD_TEXT_LISTS,
                            RECORD_TEXTS, maybe_secret_sql)
-from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
+from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, CatalogueReplaced, connect_read_only
 from catalog.versions import CatalogueTooNew, newer_migrations, shipped_migrations
 from catalog.stage import (
     COLUMN_FIELDS,
@@ -119,11 +119,6 @@ PRUNE_RAW = """DELETE FROM raw_records r WHERE r.portal_id = $portal AND NOT EXI
 ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_id", _string),
                           ("stage", _string), ("error_type", _string), ("severity", _string),
                           ("message", _string), ("occurred_at", pa.timestamp("us", tz="UTC"))])
-
-
-class CatalogueReplaced(Exception):
-    """The file at the catalogue's path, as a writer opened it, is not the one its check read (another
-    program put its own there between the two, or took it away): left unwritten."""
 
 
 def connect(db_path: str | Path, *, read_only: bool = False, checked: os.stat_result | None = None
@@ -220,6 +215,48 @@ def how_replaced(db_path: Path, checked: os.stat_result | None) -> str | None:
     except FileNotFoundError:
         return "taken away"
     return None if (now.st_dev, now.st_ino) == (checked.st_dev, checked.st_ino) else "replaced by another file"
+
+
+def log_path_of(db_path: Path) -> Path:
+    """The catalogue's write-ahead log, as DuckDB names it: by the catalogue's path alone."""
+    return db_path.with_name(db_path.name + ".wal")
+
+
+def log_held_here(db_path: Path) -> os.stat_result | None:
+    """The catalogue's write-ahead log (a stat of it) while this process holds it open, DuckDB's of the file it
+    attached (a checkpoint that fails closes it, and closing or detaching the catalogue does), else None."""
+    try:
+        log_file = os.stat(log_path_of(db_path))
+    except OSError:
+        return None
+    return log_file if open_here(log_file) else None
+
+
+def set_aside_this_runs_log(db_path: Path, held: os.stat_result | None) -> str:
+    """The write-ahead log at the catalogue's path, when it is `held` (a stat of the log this run wrote, as
+    it held it open; None: none), renamed `<name>.wal.of-a-replaced-file-<UTC time>-<pid>`, where no open of
+    that path replays it and no write there overwrites it; for the writer's message, "; this run's log … was
+    moved to …" (or why it could not be), "" where there was none of this run's there."""
+    log_path = log_path_of(db_path)
+    try:
+        if held is None or not os.path.samestat(os.stat(log_path), held):
+            return ""   # (none, or another program's, put there with its file: that file's own)
+        aside = rename_log_aside(log_path)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            return ""
+        return (f"; this run's log {log_path} could not be set aside ({exc.strerror or exc}): take it away before "
+                "the next run, or its open replays it into the file there")
+    return (f"; this run's log (what it wrote since its last checkpoint) was moved to {aside}, where no open of "
+            "that path replays it into the file there")
+
+
+def rename_log_aside(log_path: Path) -> Path:
+    """`log_path` renamed `<name>.of-a-replaced-file-<UTC time>-<pid>`; the new path."""
+    aside = log_path.with_name(f"{log_path.name}.of-a-replaced-file-"
+                               f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}")
+    os.rename(log_path, aside)
+    return aside
 
 
 def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
@@ -1629,12 +1666,7 @@ class Store:
     def _note_log(self) -> None:
         """The catalogue's log remembered (_log_held) while this process holds it open: DuckDB's, of the file
         attached (a checkpoint that fails closes it, and detaching the catalogue does)."""
-        try:
-            log_file = os.stat(self.db_path.with_name(self.db_path.name + ".wal"))
-        except OSError:
-            return
-        if open_here(log_file):
-            self._log_held = log_file
+        self._log_held = log_held_here(self.db_path) or self._log_held
 
     def _set_aside_log(self) -> str:
         """This run's write-ahead log (what it committed since its last checkpoint), left at the path beside
@@ -1645,21 +1677,10 @@ class Store:
         checkpoint did not open ("Failure while replaying WAL", an internal error) until it was taken away."""
         if self._log_set_aside is not None:   # (said again by every later use, the first's message lost to them)
             return self._log_set_aside
-        log_path = self.db_path.with_name(self.db_path.name + ".wal")
-        try:
-            if self._log_held is None or not os.path.samestat(os.stat(log_path), self._log_held):
-                return ""   # (none, or another program's, put there with its file: that file's own)
-            aside = log_path.with_name(f"{log_path.name}.of-a-replaced-file-"
-                                       f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}")
-            os.rename(log_path, aside)
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
-                return ""
-            return (f"; this run's log {log_path} could not be set aside ({exc.strerror or exc}): take it away before "
-                    "the next run, or its open replays it into the file there")
-        self._log_set_aside = (f"; this run's log (what it wrote since its last checkpoint) was moved to {aside}, "
-                               "where no open of that path replays it into the file there")
-        return self._log_set_aside
+        said = set_aside_this_runs_log(self.db_path, self._log_held)
+        if " was moved to " in said:
+            self._log_set_aside = said
+        return said
 
     def _with_room(self, what: str, write: Callable[[], T], *, afresh: bool = False) -> T:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot

@@ -418,15 +418,19 @@ def _narrower(count: int, narrow: list[int] | None, alone: int | None, heading: 
         yield sorted(narrow + extras[:added]), heading
 
 
-def echo_expanded(rows: list[list], columns: list[str]) -> None:
+def echo_expanded(rows: list[list], columns: list[str], piped_as_table: bool = False) -> None:
     """`sql`'s rows where its table runs past the terminal (output_width), as psql's expanded display shows
     them: each row a block, a line a column, its value wrapped at spaces to the width, never cut (they are
-    the query's answer: `--format csv` or `json` for a script); piped, tab-separated (echo_tab_separated)."""
+    the query's answer: `--format csv` or `json` for a script); piped, tab-separated (echo_tab_separated), or
+    `piped_as_table` (`--format table` given) the table whole."""
     import textwrap
 
     width = output_width()
     if width is None:
-        echo_tab_separated(rows, columns)
+        if piped_as_table:
+            click.echo(table_text(rows, columns))
+        else:
+            echo_tab_separated(rows, columns)
         return
     text = table_text(rows, columns)
     if _widest_line(text) <= width:
@@ -1491,19 +1495,13 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         lock.release()
     if as_json:
         from dataclasses import asdict
-        echo_json([{**asdict(r), "uid": shown(r.uid), "path": shown.folder(r.uid, r.path),
-                    "path_also_names": shown.folders_alike(r.uid) if r.path else [],
-                    "error_message": shown.text(r.error_message)} for r in results])
+        echo_json([{**asdict(r), "uid": shown(r.uid), "error_message": shown.text(r.error_message)}
+                   for r in results])
     else:
         echo_rows([[shown(r.uid), r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}",
-                    shown.folder(r.uid, r.path) or shown.text(r.error_message or "")]
+                    r.path or shown.text(r.error_message or "")]
                    for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"],
                   first=2, alone=6, cut=[not r.path for r in results])
-        for r in results:   # (a glob naming two folders: said, each by its dataset as printed)
-            if r.path and (alike := shown.folders_alike(r.uid)):
-                click.echo(wrapped(f"the folder of {shown(r.uid)} is printed as a glob that names the folder of "
-                                   f"{' and '.join(alike)} too: their source ids differ only in their key, which "
-                                   "the glob leaves out"))
     if all(r.status == "ok" for r in results):
         exit_if_no_room_after_storing("every pull was stored", store.checkpoint_found_no_room, copy_not_made)
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
@@ -1588,91 +1586,13 @@ class ShownUids:
     def text(self, text: str | None) -> str | None:
         """A message that may name a uid (`no dataset 'p:…?token=…'`): each named as printed, any
         other link holding a secret redacted (catalog.links.redacted_text)."""
-        from catalog.links import redacted_text
+        from catalog.links import WordsReplaced, named_as_exported
 
-        # (no secret: most messages, passed by at once; a '%' may escape a secret's '=' or '@', catalog.links)
-        if not text or ("=" not in text and "@" not in text and "%" not in text):
-            return text
-        if self.shown:   # (one pass over the message, the longest uid where two begin alike: until session 44
-            # each uid was looked for in each message, 100 uids x 10,000 messages 0.4 s, 1,000 uids 1.9 s)
-            if self._named is None:
-                self._named = WordsReplaced(self.shown)
-            text = self._named.replaced(text)
-        return redacted_text(text)
-
-    def folder(self, uid: str, path: str | None) -> str | None:
-        """A records folder as printed: named by its dataset's source id, each secret in it a `*` (a shell glob:
-        `cd`, `ls` and Python's glob take it for the folder, which keeps the key, the catalogue's own copy; until
-        session 44 the secret was printed REDACTED, a path no folder has). Where two source ids differ only in
-        their key (`#2`), the glob names both folders: folders_alike names the others."""
-        from catalog.records import safe_segment
-
-        if uid not in self.shown or path is None:
-            return path
-        source_id = uid.partition(":")[2]   # (as printed less its number, `#2`: no part of the folder's name)
-        return path.replace(f"dataset={safe_segment(source_id)}", f"dataset={self._glob(source_id)}")
-
-    @staticmethod
-    def _glob(source_id: str) -> str:
-        from catalog.links import REDACTED, redacted
-        from catalog.records import segment_glob
-
-        return segment_glob(source_id, redacted(source_id), REDACTED)
-
-    def folders_alike(self, uid: str) -> list[str]:
-        """The other datasets, as printed, whose records folder the glob folder() prints for `uid` names too:
-        those of its portal whose source ids differ from its only in their key (a glob names both, and none
-        that tells them apart can leave the key out; until session 45 printed with no word of it)."""
-        from fnmatch import fnmatchcase
-
-        from catalog.records import safe_segment
-
-        if uid not in self.shown:
-            return []
-        portal_id, _, source_id = uid.partition(":")
-        glob = self._glob(source_id)
-        return [shown for other, shown in self.shown.items() if other != uid and other.startswith(f"{portal_id}:")
-                and fnmatchcase(safe_segment(other.partition(":")[2]), glob)]
-
-
-class WordsReplaced:
-    """Any of `words` (each -> what a text gives it as) in a text, in one pass, the longest where one begins
-    another: a trie (a dict a character, "" where a word ends) walked from each place one may begin, which a
-    flat pattern of the words' beginnings (their text up to their first ':', a uid's portal and ':') finds.
-    Until r44 one regular expression nested a group a fork of the trie: past some 330 forks on one path (a
-    portal's identifiers each the one before and more, `?token=a`, `?token=a&b=1`, ...) building it, and
-    re compiling it, raised RecursionError, and every command printing a message failed."""
-
-    def __init__(self, words: dict[str, str]):
-        self.words, self.trie = words, {}
-        for word in words:
-            node = self.trie
-            for character in word:
-                node = node.setdefault(character, {})
-            node[""] = {}   # (a word ends here)
-        begins = {word[:word.find(":") + 1] or word[:1] for word in words if word}
-        self.begins = re.compile("(?=" + "|".join(map(re.escape, sorted(begins))) + ")") if begins else None
-
-    def replaced(self, text: str) -> str:
-        """`text` with each word found given as `words` gives it."""
-        if self.begins is None:
-            return text
-        pieces, done = [], 0
-        for begin in self.begins.finditer(text):
-            at = begin.start()
-            if at < done:   # (inside a word found before)
-                continue
-            node, end = self.trie, None
-            for position in range(at, len(text)):
-                node = node.get(text[position])
-                if node is None:
-                    break
-                if "" in node:
-                    end = position + 1
-            if end is not None:
-                pieces += [text[done:at], self.words[text[at:end]]]
-                done = end
-        return "".join(pieces) + text[done:] if pieces else text
+        # (one pass over the message, the longest uid where two begin alike: until session 44 each uid was
+        # looked for in each message, 100 uids x 10,000 messages 0.4 s, 1,000 uids 1.9 s)
+        if self.shown and self._named is None and text and ("=" in text or "@" in text or "%" in text):
+            self._named = WordsReplaced(self.shown)
+        return named_as_exported(text, self._named)
 
 
 def _uids_not_in_catalogue(con, uids: list[str], shown: ShownUids | None = None) -> dict[str, str]:
@@ -2004,9 +1924,9 @@ def runs(limit, show_errors, db_path, as_json):
 
 @cli.command()
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,
               help="How the rows are printed (in each: a BLOB as base64, an INTERVAL as ISO 8601, a list or "
-                   "struct as JSON).")
+                   "struct as JSON).  [default: table; piped, tab-separated unless --format table is given]")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
 def sql(query, fmt, db_path, as_json):
@@ -2015,7 +1935,8 @@ def sql(query, fmt, db_path, as_json):
 
     if as_json and fmt == "csv":
         raise click.UsageError("--json and --format csv contradict each other: give one")
-    fmt = "json" if as_json else fmt
+    # (a table asked for is printed piped too, whole: until session 46 piped was tab-separated whatever was asked)
+    table_asked, fmt = fmt == "table", "json" if as_json else fmt or "table"
 
     try:
         columns, rows = _open(lambda path: run_query(path, query), db_path)
@@ -2032,7 +1953,7 @@ def sql(query, fmt, db_path, as_json):
         click.echo("".join(csv_lines([columns, *([text_cell(cell) for cell in row] for row in rows)])), nl=False,
                    color=True)
     else:   # (the same text as CSV: one form of a value whatever the format)
-        echo_expanded([[text_cell(cell) for cell in row] for row in rows], columns)
+        echo_expanded([[text_cell(cell) for cell in row] for row in rows], columns, piped_as_table=table_asked)
 
 
 @cli.command()
@@ -2138,7 +2059,7 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         with pandas_kept_out():
             return echo_saved_group(group_id, show_pairs, db_path, as_json)
     from catalog import overlap as detector
-    from catalog.store import CatalogueReplaced, connect
+    from catalog.store import CatalogueReplaced, connect, log_held_here, set_aside_this_runs_log
 
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
@@ -2152,6 +2073,7 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     except BaseException:
         lock.release()
         raise
+    log_held = None
     try:
         result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
                                  use_embeddings=use_embeddings)
@@ -2162,12 +2084,17 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         stored = con.execute("SELECT uid_a, uid_b, score, explanation FROM overlap_pairs "
                              "ORDER BY score DESC, uid_a, uid_b").fetchall() if as_json else []
         shown = ShownUids(con)
+        # (this run's log as DuckDB holds it: should the checkpoint as it closes fail, the log is left at the path,
+        # where a file put there since would have it replayed into it by its next open: set aside then, as the
+        # store does for harvest's; until session 46 left there)
+        log_held = log_held_here(db_path)
         con.close()
         # (only of the file this run checked and wrote: another put at the path as it ran is neither copied nor
         # taken for stored groups; until session 45 it was published as the read copy, and the run exited 0)
         copy_not_made = publish_read_copy(db_path, checked=lock.checked_file)
     except CatalogueReplaced as exc:
-        raise replaced_as_it_ran(lock, exc) from None
+        set_aside = set_aside_this_runs_log(db_path, log_held)
+        raise replaced_as_it_ran(lock, CatalogueReplaced(f"{exc}{set_aside}")) from None
     finally:
         con.close()
         lock.release()
@@ -2184,30 +2111,45 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         pairs = [{"uid_a": shown(p["uid_a"]), "city_a": c.cities[c.row(p["uid_a"])],
                   "title_a": redacted_text(c.titles[c.row(p["uid_a"])]), "uid_b": shown(p["uid_b"]),
                   "city_b": c.cities[c.row(p["uid_b"])], "title_b": redacted_text(c.titles[c.row(p["uid_b"])]),
-                  **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
+                  **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")},
+                  "explanation": shown.text(p["explanation"])} for p in pairs]   # (a uid it names: as printed)
     if as_json:
-        say_why(groups, [(shown(a), shown(b), score, explanation) for a, b, score, explanation in stored])
+        say_why(groups, [(shown(a), shown(b), score, shown.text(explanation)) for a, b, score, explanation in stored])
         payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
                    "strong_pairs": len(result.pairs.total), "groups": groups}
         if show_pairs:
             payload["pairs"] = pairs
         echo_json(payload)
-    elif empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
-        click.echo(f"no dataset to compare: {empty}")
     else:
-        click.echo(wrapped(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} "
-                           f"pairs >= {result.min_score}, {len(groups)} groups" + (", most cities first" if groups else "")))
-        if groups:
-            echo_overlap_groups(groups)
-        if show_pairs:
-            click.echo(f"\n{counted(len(pairs), 'pair')}, best first:")
-            echo_overlap_pairs(pairs)
-        if groups:
-            # (the pairs asked again as these were computed: --pairs alone would compute other groups)
-            computed = (f" --min-score {min_score:g}" if min_score is not None else "") + (
-                " --embeddings" if use_embeddings else "")
-            echo_overlap_hints(groups[0]["group_id"], None if show_pairs else f"--pairs{computed}", db_path)
+        # piped, stdout holds the groups (and pairs) alone, the lines about them on stderr: data on stdout, talk on
+        # stderr (`civicat overlap > groups.tsv` a TSV file, a reader of it no line to skip; until session 46 the
+        # summary and the hints were written into it, `cut -s` needed to leave them out)
+        talk = output_width() is None
+        if empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
+            click.echo(f"no dataset to compare: {empty}", err=talk)
+        else:
+            echo_overlap_run(result, groups, pairs if show_pairs else None, talk, min_score, use_embeddings, db_path)
     exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
+
+
+def echo_overlap_run(result, groups: list[dict], pairs: list[dict] | None, talk: bool, min_score: float | None,
+                     use_embeddings: bool, db_path: Path) -> None:
+    """`civicat overlap`'s text: the summary, the groups, the pairs (None: not asked) and the hints; the summary,
+    the pairs' heading and the hints on stderr where `talk` (piped)."""
+    click.echo(wrapped(f"{len(result.catalogue)} datasets compared, {result.candidates} candidate pairs, "
+                       f"{len(result.pairs.total)} pairs >= {result.min_score}, {len(groups)} groups"
+                       + (", most cities first" if groups else "")), err=talk)
+    if groups:
+        echo_overlap_groups(groups)
+    if pairs is not None:
+        click.echo(f"\n{counted(len(pairs), 'pair')}, best first:", err=talk)
+        echo_overlap_pairs(pairs)
+    if groups:
+        # (the pairs asked again as these were computed: --pairs alone would compute other groups)
+        computed = (f" --min-score {min_score:g}" if min_score is not None else "") + (
+            " --embeddings" if use_embeddings else "")
+        echo_overlap_hints(groups[0]["group_id"], None if pairs is not None else f"--pairs{computed}", db_path,
+                           err=talk)
 
 
 CUT = "\u2026"   # the mark of a text cut to fit ('…')
@@ -2286,7 +2228,7 @@ def echo_overlap_groups(groups: list[dict]) -> None:
         click.echo(table_text(rows, headers))
 
 
-def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path) -> None:
+def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path, err: bool = False) -> None:
     """After the groups (and pairs): how to see a group's datasets and why they compare, every pair's uids
     (`civicat overlap` with `pairs_options`, unless they were listed), a dataset's nearest; each line within 80
     columns but for a --db path or a --min-score (a command is never broken: cut, it would not run)."""
@@ -2294,7 +2236,7 @@ def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Pat
     click.echo(f"\na group's datasets and why they compare (group {first_group} here):\n"
                f"  civicat overlap --group {first_group}{db}\n"
                + (f"every pair with its datasets' uids: civicat overlap {pairs_options}{db}\n" if pairs_options else "")
-               + f"a dataset's nearest in other cities: civicat similar UID{db}")
+               + f"a dataset's nearest in other cities: civicat similar UID{db}", err=err)
 
 
 def say_why(groups: list[dict], stored: list[tuple]) -> None:
@@ -2366,7 +2308,8 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
     # (every uid as printed: ShownUids; a title's links as an export gives them)
     members = [(shown(uid), city, redacted_text(title), *rest) for uid, city, title, *rest in members]
     copies = {shown(uid): [shown(copy) for copy in others] for uid, others in copies.items()}
-    pairs = [{**p, "uid_a": shown(p["uid_a"]), "uid_b": shown(p["uid_b"])} for p in pairs]
+    pairs = [{**p, "uid_a": shown(p["uid_a"]), "uid_b": shown(p["uid_b"]), "explanation": shown.text(p["explanation"])}
+             for p in pairs]
     db = db_named(db_path)
     if not members:
         if not saved[0]:
@@ -2438,7 +2381,8 @@ def similar(uid, limit, db_path, as_json):
             raise click.UsageError(shown.text(str(exc)) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
-    found = [{**f, "uid": shown(f["uid"]), "title": redacted_text(f["title"])} for f in found]
+    found = [{**f, "uid": shown(f["uid"]), "title": redacted_text(f["title"]), "explanation": shown.text(f["explanation"])}
+             for f in found]
     uid = shown(uid)
     if as_json:
         echo_json(found)

@@ -29,12 +29,13 @@ import orjson
 
 from catalog.disk import disk_full
 from catalog.files import sync, writing
+from catalog.folder import catalogue_id
 from catalog.scratch import ScratchFolder, remove_left_over
 from catalog.lazy import LazyModule
 from catalog.record import DATED_AHEAD_SLACK, days_after, format_timestamp
 from catalog.records import (PreviousPull, RecordsLayout, intend_record, link_or_copy, measure_folder, name_in_order,
-                             part_name, part_number, previous_pull, record_pull, recorded, scratch_duckdb,
-                             write_json_atomic)
+                             name_keyed_folders, part_name, part_number, previous_pull, record_pull, recorded,
+                             scratch_duckdb, write_json_atomic)
 from catalog import uncut
 from harvester.http import OverBudget, ResponseTooLarge, error_type
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
@@ -737,10 +738,11 @@ class RecordSource(ABC):
     # stay before it); the rows ahead are read again by each pull instead
     watermark_column: str | None = None
 
-    def notices(self) -> list[tuple[str, ...]]:
+    def notices(self, kept: bool = True) -> list[tuple[str, ...]]:
         """What the reader learnt of the source as it read that the run report should say: (error
         type, message) pairs, stored as warnings of stage `records` (Open311: service codes refused), or
-        (error type, message, severity) (Open311: a window kept with requests unread, an error)."""
+        (error type, message, severity) (Open311: a window kept with requests unread, an error). `kept`:
+        False where the pull failed, keeping nothing it read (a notice must not say it kept some)."""
         return []
 
     def server_clock(self) -> timedelta | None:
@@ -1882,7 +1884,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {result.error_message}")
             log.error("%s: records pull failed: %s", uid, result.error_message)
             # (what the reader learnt before it failed: a service code refused may be why, a request of it in no part)
-            result.notices = [] if source is None else source.notices()
+            result.notices = [] if source is None else source.notices(kept=False)
         for kind, message, *severity in result.notices:   # (the reader's own warnings, the pull ok or not)
             errors.add(source_id, "records", kind, message, severity=severity[0] if severity else "warning")
         results.append(result)
@@ -1897,10 +1899,13 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
     if not datasets:
         return []
     bound_process_memory()
-    layout = RecordsLayout.beside(store.db_path)
     con = store.cursor()
     try:
+        layout = RecordsLayout.beside(store.db_path, catalogue_id(con))
         for done in layout.repair(con.execute("SELECT portal_id, source_id FROM record_pulls").fetchall()):
+            log.warning("records: %s", done)
+        # (after the repair: a folder it restores may have the name before)
+        for done in name_keyed_folders(con, layout, adapter.portal.id):
             log.warning("records: %s", done)
         for done in remove_left_over():   # (downloads and spills of a pull killed: in /tmp, until the OS cleans it)
             log.warning("records: %s", done)

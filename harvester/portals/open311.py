@@ -14,7 +14,7 @@ import logging
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from catalog import record as R
@@ -480,7 +480,17 @@ class Windows:
         # messages naming it; RequestsRecords.notices), not a pull failed every night. `deepest`: a page number
         # the server was shown to give (a page after it unasked)
         self.short: list[str] = list(state.get("short", ()))
-        self.deepest = 0
+        self.deepest = int(state.get("deepest", 0))
+        # a page number the server was shown to give none after (`no_deeper`: page no_deeper + 1 of a span it
+        # was read to hold more requests in was empty): a window ended so is kept short at once, not asked about
+        # again (2 requests each capped day, or 4 where read twice); what each span was answered (given or not)
+        # by page asked; the windows kept short while that was unknown, asked about again at the pull's end
+        # (`unsure`: [start, end, pages, message]); the requests the pull read, by the zone's day they were made in
+        self.no_deeper: int | None = state.get("no_deeper")
+        self.deeper_answers: dict[tuple[datetime, datetime, int], bool | None] = {}
+        self.unsure: list[list] = [list(window) for window in state.get("unsure", ())]
+        self.read_by_day: dict[int, int] = {}
+        self.counts_read = True   # (a window read again: its reading counts what it yields, _read_split)
 
     @property
     def thinning(self) -> float | None:
@@ -525,7 +535,10 @@ class Windows:
                 "page_size": self.page_size or self.remembered, "before": sorted(self.before),
                 "thinning": self.thinning, "audited": self.audited, **days, **doubtful,
                 **({"parts_thinning": self.parts_thinning} if self.parts_thinning else {}),
-                **({"sized_whole": True} if self.sized_whole else {}), **({"short": self.short} if self.short else {})}
+                **({"sized_whole": True} if self.sized_whole else {}), **({"short": self.short} if self.short else {}),
+                **({"deepest": self.deepest} if self.deepest else {}),
+                **({"no_deeper": self.no_deeper} if self.no_deeper is not None else {}),
+                **({"unsure": self.unsure} if self.unsure else {})}
 
     def _narrowed_read(self, end: datetime, requests: list) -> None:
         """A window up to `end` read whole: once the narrower windows of a window narrowed are
@@ -599,11 +612,13 @@ class Windows:
                             "whole days): read by times from %s on", _stamp(end, self.zone))
                 self.days = self.inclusive = False
             self.start = end
+            self._count_read(kept)
             yield kept, self._going_on_from()
             if self.margin > margin:
                 yield from self._read_again()
         if self.settles_doubts:
             yield from self._settle_doubts()
+            self._ask_unsure_again()
 
     def _reads_times(self, end: datetime, requests: list) -> bool:
         """Whether a server read by whole days because the pull before was (record_pulls.whole_days)
@@ -828,6 +843,9 @@ class Windows:
         again.auditing = again.settles_doubts = again.reaches_past = False
         again.inclusion_asked = True   # (asked by this reading, if at all)
         again.parts_thinning, again.first_page_again = self.parts_thinning, self.first_page_again
+        # (what the server was shown to page, or not, and the requests read, are the pull's: counted here, as yielded)
+        again.deepest, again.no_deeper, again.deeper_answers = self.deepest, self.no_deeper, self.deeper_answers
+        again.read_by_day, again.unsure, again.counts_read = self.read_by_day, self.unsure, False
         try:
             for requests, _ in again:
                 # (by whole days, the requests the server gives for its days, made when they were: a server
@@ -837,14 +855,16 @@ class Windows:
                 if self.days:
                     new = [r for r in new if _request_key(r) not in self.read_again]
                     self.read_again.update(map(_request_key, new))
+                self._count_read(new)
                 yield new, self._going_on_from(reading_again=True)
         finally:
+            # (its windows kept short are the run's errors even where the pull fails as it is read: the notices)
             self.asked += again.asked
+            self.short += [message for message in again.short if message not in self.short]
+            self.deepest, self.no_deeper = max(self.deepest, again.deepest), again.no_deeper
         self.largest = max(self.largest, again.largest)
         self.page_size = self.page_size or again.page_size
         self.sized_whole = self.sized_whole or again.sized_whole   # (days it took whole by size are this pull's)
-        self.short += [message for message in again.short if message not in self.short]
-        self.deepest = max(self.deepest, again.deepest)
         self.doubtful += [window for window in again.doubtful if window not in self.doubtful]
         self.doubts.update(again.doubts)
         for count in again.cuts:
@@ -1190,7 +1210,10 @@ class Windows:
         if self.days or self.services is None:
             # (a day's parts, at the cap, cost half as much again as the pull and failed 1 to 11 pulls of 100:
             # bench/open311_windows.py --whole-days, session 44)
-            self._short(start, end, len(pages), read, "")
+            message = self._short(start, end, len(pages), read, "")
+            if (self.no_deeper is None or len(pages) < self.no_deeper) \
+                    and start.isoformat() not in (window[0] for window in self.unsure):
+                self.unsure.append([start.isoformat(), end.isoformat(), len(pages), message])   # (asked again at the end)
         elif start.isoformat() not in (window[0] for window in self.doubtful):
             self.doubtful.append([start.isoformat(), end.isoformat(), len(before), max(self.largest, self.page_size),
                                   len(pages), read])
@@ -1200,33 +1223,116 @@ class Windows:
         those from `start` (a city's 90 days hold more than a second's or a day's requests; the days before
         its first requests hold none: asked of the 90 days before only, 303 of the first days of
         --whole-days 100's cities were taken as paged no deeper), or a deeper page shown before. A server
-        that pages no deeper answers both with none, as does one whose 180 days hold no more (unknown,
-        then). One request a pull (two at a city's start) where the server pages as deep as its windows need."""
+        that pages no deeper answers both with none, as does one whose 180 days hold no more: where the pull
+        read more than a page beyond `depth` in one of them (_held), the server is shown to page no deeper
+        (`no_deeper`, remembered for the pull: its windows ended so are not asked about again, 2 requests a
+        capped day, 4 where a day's pages are read twice); where neither tells, the span of 90 days the pull
+        read the most requests in is asked (_busiest: a cap is the server's, not the window's; a city quiet
+        for 90 days either side of a window told apart by its busy days). Each span asked once a pull
+        (deeper_answers). One request a pull (two at a city's start) where the server pages as deep as its
+        windows need."""
         if self.deepest > depth:
             return True
+        if self.no_deeper is not None and depth >= self.no_deeper:
+            return False
         if self.days:   # (whole days: from a midnight to a midnight, within 90 days)
             spans = [(self._midnight(end - WINDOW, 1), end), (start, self._midnight(start + WINDOW))]
         else:
             spans = [(end - WINDOW, end), (start, start + WINDOW)]
         for since, until in spans:
-            try:
-                page = self._ask(since, until, depth + 1)
-            except PermanentError:   # (too large, or refused: it tells nothing)
-                continue
-            if page:
-                self.deepest = max(self.deepest, depth + 1)
+            if self._given(since, until, depth):
                 return True
+            if self._no_deeper_shown(since, until, depth):
+                return False
+        busiest = self._busiest()
+        if busiest is None or busiest in spans or self._held(*busiest) <= (depth + 1) * self._reference():
+            return False   # (nothing tells: the window kept short, saying the server may page no deeper)
+        if self._given(*busiest, depth):
+            return True
+        self._no_deeper_shown(*busiest, depth)
         return False
 
-    def _short(self, start: datetime, end: datetime, pages: int, read: int, why: str) -> None:
+    def _given(self, since: datetime, until: datetime, depth: int) -> bool:
+        """Whether the server gives page `depth` + 1 of [since, until) (asked once a pull)."""
+        key = (since, until, depth + 1)
+        if key not in self.deeper_answers:
+            try:
+                self.deeper_answers[key] = bool(self._ask(since, until, depth + 1))
+            except PermanentError:   # (too large, or refused: it tells nothing)
+                self.deeper_answers[key] = None
+        if self.deeper_answers[key]:
+            self.deepest = max(self.deepest, depth + 1)
+        return bool(self.deeper_answers[key])
+
+    def _no_deeper_shown(self, since: datetime, until: datetime, depth: int) -> bool:
+        """Whether [since, until), whose page `depth` + 1 the server gave none of (_given), holds more than
+        a page beyond it as the pull read it (_held): the server pages no deeper than `depth` (`no_deeper`)."""
+        if self.deeper_answers.get((since, until, depth + 1)) is not False \
+                or self._held(since, until) <= (depth + 1) * self._reference():
+            return False
+        if self.no_deeper is None or depth < self.no_deeper:
+            self.no_deeper = depth
+            log.warning("the server gives no page %d of the window at %s, which it holds more requests in: it pages "
+                        "no deeper than page %d", depth + 1, self._sent(since, until, depth + 1), depth)
+        return True
+
+    def _count_read(self, requests: list) -> None:
+        """The requests yielded counted by the zone's day they were made in (_held)."""
+        if not self.counts_read:
+            return
+        for request in requests:
+            moment = _second(request) if isinstance(request, dict) else None
+            if moment is not None:
+                day = moment.astimezone(self.zone).toordinal()
+                self.read_by_day[day] = self.read_by_day.get(day, 0) + 1
+
+    def _held(self, since: datetime, until: datetime) -> int:
+        """The requests the pull read made in [since, until): those of its whole days of the zone but the
+        first and last (a server's days may be hours off the zone's), at most what the server holds there."""
+        first, last = since.astimezone(self.zone).toordinal(), until.astimezone(self.zone).toordinal()
+        return sum(self.read_by_day.get(day, 0) for day in range(first + 2, last - 1))
+
+    def _busiest(self) -> tuple[datetime, datetime] | None:
+        """The span of at most 90 days (89 and an hour a clock goes back) whose whole days the pull read the
+        most requests in, as _held counts them; None: none read."""
+        days = sorted(self.read_by_day)
+        best, total, low, span = 0, 0, 0, None
+        for day in days:
+            total += self.read_by_day[day]
+            while day - days[low] > 85:
+                total -= self.read_by_day[days[low]]
+                low += 1
+            if total > best:
+                best, span = total, (days[low], day)
+        if span is None:
+            return None
+        return tuple(datetime.combine(date.fromordinal(day), time(), tzinfo=self.zone).astimezone(UTC)
+                     for day in (span[0] - 2, span[1] + 2))
+
+    def _ask_unsure_again(self) -> None:
+        """The days kept short while nothing told whether the server pages deeper (_last_page), asked about
+        again once the pull has read all (_pages_deeper: the span it read the most requests in may tell): a
+        day of a server shown to page deeper is whole, its error dropped."""
+        for start, end, pages, message in self.unsure:
+            if self._pages_deeper(datetime.fromisoformat(start), datetime.fromisoformat(end), pages) \
+                    and message in self.short:
+                self.short.remove(message)
+        self.unsure.clear()
+
+    def _short(self, start: datetime, end: datetime, pages: int, read: int, why: str) -> str:
         """The window [start, end) kept as read, the rest of it unread (_last_page): an error of the run."""
+        if self.no_deeper is not None and pages >= self.no_deeper:
+            cap = (f"pages no deeper than page {self.no_deeper} (its page {self.no_deeper + 1} of 90 days it holds "
+                   "more requests in was empty)")
+        else:
+            cap = f"gives no page {pages + 1} of the 90 days up to it or from it either: it may page no deeper"
         message = (f"the {self._unit} at {self._sent(start, end)} gave {pages} full page(s), {read} requests, then "
-                   f"an empty page, and the server gives no page {pages + 1} of the 90 days up to it or from it "
-                   f"either: it may page no deeper, and the {self._unit}'s requests past those {read} are unread{why} "
-                   f"(the {self._unit} cannot be narrowed; every other window read whole)")
+                   f"an empty page, and the server {cap}, and the {self._unit}'s requests past those {read} are "
+                   f"unread{why} (the {self._unit} cannot be narrowed; every other window read whole)")
         if message not in self.short:
             self.short.append(message)
             log.warning("%s", message)
+        return message
 
     def _settle_doubts(self):
         """The windows taken whole by _reading against a larger answer that may be cut ones under the
@@ -1278,6 +1384,9 @@ class Windows:
         if not self._doubted(count, largest):
             return
         doubt, start, end = self.doubts.get(start), datetime.fromisoformat(start), datetime.fromisoformat(end)
+        if paged and self._pages_deeper(start, end, paged[0]):   # (shown at the pull's end: its empty page its end)
+            self.doubtful.remove(window)
+            return
         if doubt is None:   # (not read by parts: a server not known to read them, or a window from a state)
             others = f" (and {len(self.doubtful) - 1} more of the pull's)" if len(self.doubtful) > 1 else ""
             raise NotPullable(f"{self._in_doubt(start, end, count, largest, others)}, its other requests "
@@ -1302,6 +1411,7 @@ class Windows:
         new = [r for r in requests if not doubt.has(key := _request_key(r)) and key not in self.read_again
                and key not in self.settled]
         self.settled.update(map(_request_key, new))
+        self._count_read(new)
         yield new, self._going_on_from()
 
     def _last_day(self, start: datetime, end: datetime, count: int, largest: int, doubt: Doubt,
@@ -1700,6 +1810,9 @@ def _params(start: datetime, end: datetime, page: int = 1, zone: tzinfo = UTC) -
     return {"start_date": _stamp(start, zone), "end_date": _stamp(end, zone), "page": page}
 
 
+FAILED_KEEPS_NONE = "the pull failed, keeping none of the requests it read (the previous records kept)"
+
+
 class RequestsRecords(RecordSource):
     """An endpoint's service requests from `requests.json` (see Windows), from 2010 (or,
     after a pull, from 90 days before its latest request, merged by `service_request_id`)."""
@@ -1802,12 +1915,14 @@ class RequestsRecords(RecordSource):
             self.restarted_past_half = True
             raise
 
-    def notices(self) -> list[tuple[str, ...]]:
+    def notices(self, kept: bool = True) -> list[tuple[str, ...]]:
+        # (a window kept short is an error of a pull that is kept; of one that failed, which keeps nothing it
+        # read, a warning: what the next pull meets there)
         return [("RefusedServiceCode", f"the server refuses to be asked for service_code={code} ({why}): taken as a "
                  "service type whose requests it gives none of (a private one), not asked again by this pull")
                 for code, why in sorted(getattr(self, "refused", {}).items())] + \
-            [("RequestsUnread", f"{message}: the pull kept the requests it read", "error")
-             for message in getattr(self, "short", ())]
+            [("RequestsUnread", f"{message}: the pull kept the requests it read", "error") if kept else
+             ("RequestsUnread", f"{message}: {FAILED_KEEPS_NONE}", "warning") for message in getattr(self, "short", ())]
 
     def resumes_at(self, state: dict) -> bool:
         """A pull cut short goes on after its last window read: a request added or removed

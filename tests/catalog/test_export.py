@@ -973,3 +973,36 @@ def test_a_clock_stepping_back_between_exports_never_prunes_the_export_a_reader_
         assert json.loads((out / "manifest.json").read_text())["created_at"].startswith(
             (now - timedelta(hours=back)).strftime("%Y-%m-%dT%H"))
     assert [export.version_number(v) for v in resolved] == [0, 1, 2, 3, 4]
+
+
+def test_an_export_making_the_copy_current_copies_no_file_put_in_the_catalogue_s_place_after_its_checks(
+        tmp_path, seattle, monkeypatch, caplog):
+    """An export whose read copy is stale makes it current (catalog.export._copy_made_current): under the
+    writer lock it checks the file is a catalogue and its folder its own, then puts it right and publishes its
+    copy. On main those two read the path again: a file another program renamed over the catalogue after the
+    checks (a real process here) was published as the catalogue's read copy, which every reader then read as
+    the catalogue. Now they act only on the file checked (its stat before the checks): the previous copy kept
+    byte for byte, said; the export's own open then meets that file as it is (refused: no catalogue)."""
+    from tests.harvester.test_cli_one_catalogue_a_folder import PUTS_ITS_FILE_THERE
+
+    os.utime(seattle)   # (the copy no longer current: its last writer killed, say)
+    copy = read_copy_path(seattle)
+    kept = copy.read_bytes()
+    checked, ran = export.why_not_its_folder, []
+
+    def checked_then_replaced(*args):
+        why = checked(*args)
+        done = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_THERE, str(seattle)], capture_output=True,
+                              text=True, timeout=120)
+        ran.append((done.returncode, done.stdout.strip(), done.stderr))
+        return why
+
+    monkeypatch.setattr(export, "why_not_its_folder", checked_then_replaced)
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(tmp_path / "export")])
+    assert ran == [(0, "replaced", "")], ran
+    assert copy.read_bytes() == kept   # (main: a copy of the other program's file)
+    assert (f"export: the read copy of {seattle} was not made current ({seattle} was replaced by another file after "
+            "this run checked it was the catalogue: nothing written)") in " ".join(caplog.text.split())
+    assert result.exit_code == 2 and "is a DuckDB database but no civicat catalogue" in result.output, result.output
+    with duckdb.connect(str(seattle), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]

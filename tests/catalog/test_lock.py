@@ -599,3 +599,127 @@ def test_another_program_s_lock_held_outside_a_namespace_is_no_civicat_writer_wh
     assert refused.startswith(f"refused: {db} is being written by a process whose PID is not known here"), refused
     assert (f"not the civicat writer the record in {lock_path(db)} names (process {recorded['pid']} (") in refused
     assert "a PID of this namespace, which does not hold it): another program's lock" in refused
+
+
+def written_on_another_machine(db, *, pulls=True):
+    """The lock file's record as a records pull on another machine sharing the folder (NFS) writes it: in that
+    machine's own host PID namespace, whose id (`pid:[4026531836]`) is the same on every Linux machine, and with
+    that machine's boot id and host name."""
+    import json
+
+    record = json_record(db)
+    lock_path(db).write_text(json.dumps({**record, "pulls_records": pulls, "hostname": "nightly-2.city.example",
+                                         "boot_id": "0b5e6c1d-7f00-4a2b-9c3d-5e6f7a8b9c0d"}) + "\n")
+    return record
+
+
+def test_a_writer_on_another_machine_sharing_the_folder_is_a_writer_not_one_of_this_namespace(
+        tmp_path, monkeypatch, caplog):
+    """A records pull on another machine holds the lock of a catalogue on a file system both mount (NFS, whose
+    locks hold across machines): this machine's /proc/locks leaves that lock out, and a shared flock of the file
+    is refused. Its record names the host PID namespace, whose id is the same on every Linux machine: main read
+    it as written in this namespace, so its process, not listed, was "not that writer" (current_writer None: an
+    export read the read copy beside the folders the pull was replacing). Now the record names its machine (boot
+    id, host name): the pull is the writer, said as on that machine, with why a shared folder is no place for a
+    catalogue; a writer taking the lock after it warns the same. (The lock held by a real process; this machine's
+    list of locks as an NFS client's shows it: without that lock.)"""
+    import subprocess
+    import sys
+
+    from catalog import lock as lock_module
+    from catalog.lock import CatalogueBeingWritten, current_writer, describe_holder
+
+    db = tmp_path / "c.duckdb"
+    gone = last_written_by_a_process_gone(db)
+    assert json_record(db).get("pid_namespace"), "no PID namespace here to share with another machine"
+    written_on_another_machine(db)
+    recorded = tmp_path / "locks"
+    recorded.write_text("1: POSIX  ADVISORY  WRITE 4242 00:2b:99 0 EOF\n")   # (the other machine's lock not in it)
+    monkeypatch.setattr(lock_module, "PROC_LOCKS", recorded, raising=False)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys\nf = open(sys.argv[1], 'rb')\n"
+                               "fcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()\n",
+                               str(lock_path(db))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        writer = current_writer(db)
+        assert writer is not None and writer["pid"] == gone, writer   # (main: None, "not that writer")
+        assert pulls_records(writer)   # (an export is refused during it, as during any records pull)
+        said = describe_holder(writer)
+        assert said.startswith(f"a process on another machine, nightly-2.city.example (the record in {lock_path(db)} "
+                               f"names process {gone} ("), said
+        assert "keep the catalogue on a local disk of the machine that writes it" in said
+        with pytest.raises(CatalogueBeingWritten) as refused:
+            WriterLock(db).acquire()
+        assert f"{db} is being written by a process on another machine, nightly-2.city.example" in str(refused.value)
+    finally:
+        holder.communicate("", timeout=60)
+    caplog.set_level("WARNING", logger="civicat.lock")
+    with WriterLock(db) as taken:   # (the other machine's writer ended: taken, and said)
+        assert {k: taken.holder.get(k) for k in ("hostname", "boot_id")} == lock_module.this_host()
+    assert (f"{db} was last written from another machine, nightly-2.city.example (its lock file's record process "
+            f"{gone} (") in caplog.text
+    assert "keep the catalogue on a local disk" in caplog.text
+    # a record written on this machine (its boot id this one's) and in this namespace is read as before: its
+    # process, not listed, does not hold the lock (another program's lock)
+    record = json_record(db)
+    assert record["boot_id"] == lock_module.this_host().get("boot_id")
+    with open(lock_path(db), "rb") as held:
+        import fcntl
+
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert current_writer(db) is None
+
+
+def test_a_reader_s_recovery_writes_no_file_put_at_the_path_after_its_open_found_the_log(tmp_path, monkeypatch):
+    """A reader whose read-only open cannot replay the catalogue's log takes the writer lock and replays it
+    with a writable open (connect_read_only), by the path. Here a writer was killed after a commit and the user
+    put back last night's backup, which refuses the log (another checkpoint's); as the reader takes the lock
+    the user puts the crashed catalogue back (a real process). On main the recovery opened that file, which the
+    reader never looked at, replayed the log into it and wrote it there. Now the recovery writes only the file
+    whose open found the log: the file put there since is read afresh (its log replayed in memory, as a
+    read-only open does), its bytes and its log left for its next writer."""
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from catalog.lock import connect_read_only
+    from catalog.store import Store
+    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
+    from tests.harvester.test_cli_one_catalogue_a_folder import KILLED_AFTER_ITS_COMMIT, MOVES_IT_ASIDE_AND_PUTS_BACK
+
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    store.start_run("last-night", "sea", datetime.now(UTC))
+    store.close()
+    backup = tmp_path / "backup.duckdb"
+    shutil.copyfile(db, backup)
+    store = Store(db)   # (a checkpoint after the backup)
+    store.start_run("tonight", "sea", datetime.now(UTC))
+    store.close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ITS_COMMIT, str(db)], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert (killed.returncode, killed.stdout) == (-9, "committed\n"), killed.stderr
+    put_back = subprocess.run([sys.executable, "-c", MOVES_IT_ASIDE_AND_PUTS_BACK, str(db), str(backup)],
+                              capture_output=True, text=True, timeout=120)
+    assert put_back.returncode == 0, put_back.stderr
+    crashed = db.with_name("c.duckdb.crashed")
+    crashed_bytes = hashlib.sha256(crashed.read_bytes()).hexdigest()
+    acquire, ran = WriterLock.acquire, []
+
+    def taken_as_the_crashed_one_is_put_back(self):
+        acquire(self)
+        if not ran:
+            done = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(crashed)],
+                                  capture_output=True, text=True, timeout=120)
+            ran.append((done.returncode, done.stdout.strip()))
+
+    monkeypatch.setattr(WriterLock, "acquire", taken_as_the_crashed_one_is_put_back)
+    with connect_read_only(db) as con:
+        runs = {r[0] for r in con.execute("SELECT run_id FROM harvest_runs").fetchall()}
+    assert ran == [(0, "replaced")]
+    assert runs == {"last-night", "tonight", "the-killed-run"}   # (the file put back, its log read in memory)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == crashed_bytes   # (main: the log written into it)
+    assert db.with_name("c.duckdb.wal").stat().st_size > 0   # (main: gone, checkpointed by the reader)

@@ -692,3 +692,45 @@ def test_a_file_put_in_the_catalogue_s_place_as_its_copy_is_made_is_neither_copi
     kept = copy.read_bytes()
     assert publish(db, checked=checked) is None   # (the path's file is not the one checked: not copied)
     assert copy.read_bytes() == kept
+
+
+def test_another_catalogue_s_log_at_the_path_is_set_aside_and_the_catalogue_there_put_right(tmp_path, caplog):
+    """A writer is killed after a commit (its log at `c.duckdb.wal`); the user moves the catalogue aside and
+    puts another catalogue in its place (another database: one from another folder, say). DuckDB 1.5 refuses
+    another database's log ("Failure while replaying WAL …: WAL does not match database file"): on main
+    put_right raised it, as every writer and export of the catalogue would until the user took the log away.
+    Now that log is set aside and said, the catalogue there put right and written, and the moved-aside
+    catalogue with it reads the commit. (Real processes: the writer killed, the file put back.)"""
+    import shutil
+    from datetime import UTC, datetime
+
+    from catalog.read_copy import put_right
+    from catalog.store import Store
+    from tests.harvester.test_cli_one_catalogue_a_folder import (KILLED_AFTER_ITS_COMMIT, MOVES_IT_ASIDE_AND_PUTS_BACK,
+                                                                 runs_named)
+
+    db = tmp_path / "data" / "c.duckdb"
+    Store(db).close()
+    elsewhere = tmp_path / "elsewhere" / "c.duckdb"
+    Store(elsewhere).close()
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ITS_COMMIT, str(db)], capture_output=True, text=True,
+                            timeout=120)
+    assert (killed.returncode, killed.stdout) == (-9, "committed\n"), killed.stderr
+    log = db.with_name("c.duckdb.wal")
+    written = log.read_bytes()
+    put_back = subprocess.run([sys.executable, "-c", MOVES_IT_ASIDE_AND_PUTS_BACK, str(db), str(elsewhere)],
+                              capture_output=True, text=True, timeout=120)
+    assert (put_back.returncode, put_back.stdout) == (0, "put back\n"), put_back.stderr
+    put_right(db, checked=os.stat(db))   # (main: DuckDB's IOException)
+    [aside] = db.parent.glob("c.duckdb.wal.of-a-replaced-file-*") or [None]
+    assert aside is not None and aside.read_bytes() == written and not log.exists()
+    said = " ".join(caplog.text.split())
+    assert f"{log} is not the log of the file at {db} (DuckDB refused it: " in said, said
+    assert "WAL does not match database file" in said and f"moved to {aside}" in said, said
+    store = Store(db)   # (the next write: a log of its own)
+    store.start_run("the-next-run", "sea", datetime.now(UTC))
+    store.close()
+    assert aside.read_bytes() == written
+    assert runs_named(db, "the-killed-run") == 0 and runs_named(db, "the-next-run") == 1
+    shutil.copyfile(aside, db.with_name("c.duckdb.crashed.wal"))
+    assert runs_named(db.with_name("c.duckdb.crashed"), "the-killed-run") == 1

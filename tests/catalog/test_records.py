@@ -1,7 +1,6 @@
 """The records folder: names from portals never leave it; publishing replaces a dataset
 whole; profiles from DuckDB over the Parquet (checked against the statistics read as before
 session 28, on real records and a wide dataset)."""
-import glob
 import os
 from pathlib import Path
 from tests.children import line_of, run
@@ -32,59 +31,69 @@ def test_distinct_names_stay_distinct():
     assert safe_segment("3k2p-39jp") == "3k2p-39jp" and safe_segment("abc_0.x") == "abc_0.x"
 
 
-@pytest.mark.parametrize("source_id", [
+KEYED_SOURCE_IDS = [
     "https://data.city.example/api/views/parks?id=7&token=k-one",   # a key last
     "https://data.city.example/api/views/parks?token=k-one&id=7",   # a key before another parameter
     "https://u:pa55@data.city.example/x?api_key=k-two&f=json",   # a password before the host, and a key
     ".hidden?token=k-one",   # (safe_segment's leading dot)
-    "https://data.city.example/" + "very-long-path/" * 12 + "?token=k-one",   # cut and hashed: the hash left out too
-    "https://data.city.example/x?token=k-" + "é" * 80,   # a key cut by the length limit
-])
-def test_a_records_folder_named_by_a_source_id_holding_a_key_is_printed_as_a_glob_that_names_it_and_not_the_key(
-        tmp_path, source_id):
-    """(The `records` table printed the folder with the key REDACTED until session 44: a path no folder has.)"""
-    import glob
-
-    from catalog.links import REDACTED, redacted
-    from catalog.records import segment_glob
-
-    folder = tmp_path / safe_segment(source_id)
-    (tmp_path / safe_segment("z" + source_id)).mkdir()   # (another dataset's folder: not named)
-    folder.mkdir()
-    pattern = segment_glob(source_id, redacted(source_id), REDACTED)
-    assert glob.glob(str(tmp_path / pattern)) == [str(folder)], pattern
-    assert "k-" not in pattern and "pa55" not in pattern and "*" in pattern
-    if "~" in folder.name:   # (a long name's hash: a test of a guessed key)
-        assert folder.name.rpartition("~")[2] not in pattern and pattern.endswith("~*")
+    "https://data.city.example/" + "very-long-path/" * 12 + "?token=k-one",   # cut
+    "https://data.city.example/x?token=k-" + "é" * 80,   # a key past the length limit
+]
 
 
-def test_a_glob_for_a_folder_whose_printed_name_lost_characters_is_the_printed_text_it_begins_with():
-    from catalog.records import segment_glob
+@pytest.mark.parametrize("source_id", KEYED_SOURCE_IDS)
+def test_the_folder_of_a_source_id_holding_a_key_is_named_without_it_and_apart_from_another_key(tmp_path, source_id):
+    """Until session 46 the folder's name was safe_segment(source_id), the key in it (`ls`, `du`, a backup's
+    index). Now the id redacted and a digest keyed with the catalogue's id: another key, another folder."""
+    from hashlib import sha256
 
-    # (the printed name without the tab the real one holds: the parts cannot be told apart)
-    assert segment_glob("https://x.org/a?\ttoken=k-one", "https://x.org/a?token=REDACTED", "REDACTED") == (
-        "https%3A%2F%2Fx.org%2Fa%3F*")
+    from catalog.records import MAX_SEGMENT
+
+    layout = RecordsLayout(tmp_path / "records", "a catalogue's id")
+    name = layout.segment(source_id)
+    assert "k-" not in name and "pa55" not in name and not name.startswith(".")
+    assert "REDACTED" in name or len(name) == MAX_SEGMENT   # (else cut before it)
+    assert len(name) <= MAX_SEGMENT and all(c.isascii() and (c.isalnum() or c in "%_.-~") for c in name)
+    assert name != layout.segment(source_id.replace("k-", "k-x"))
+    assert name == RecordsLayout(tmp_path / "elsewhere", "a catalogue's id").segment(source_id)   # (a copy: alike)
+    digest = name.rpartition("~")[2]
+    assert digest != RecordsLayout(tmp_path, "another id").segment(source_id).rpartition("~")[2]
+    assert digest not in sha256(source_id.encode()).hexdigest()   # (a plain digest: a test of a guessed key)
+    folder = layout.folder("p", source_id)
+    assert folder.parent.parent == layout.root and folder.name == f"dataset={name}"
 
 
-def test_a_glob_for_a_folder_named_by_a_source_id_of_many_keys_is_made_at_once(tmp_path):
-    """(r44) A portal's identifier of 40 keys, and a tab the printed one lost after them: the regular
-    expression that told the keys' places in the name tried each piece's places against the others', twice as
-    long a key more (22 keys: 3 s; 40: days), and `civicat records` printing its folder never ended. In a
-    process of its own, given 120 s (far beyond any load: found at once now)."""
-    import subprocess
-    import sys
+def test_a_source_id_holding_no_key_and_a_layout_without_the_catalogues_id_name_folders_as_before(tmp_path):
+    keyed = KEYED_SOURCE_IDS[0]
+    assert RecordsLayout(tmp_path, "id").segment("3k2p-39jp") == "3k2p-39jp"
+    assert RecordsLayout(tmp_path, "id").segment("a b?x=1") == safe_segment("a b?x=1")
+    assert RecordsLayout(tmp_path).segment(keyed) == safe_segment(keyed)   # (an export's: its uids redacted)
 
-    source_id = "https://x.org/d?" + "&".join(f"token=k-{n}" for n in range(40)) + "&x=1\t2"
-    made = subprocess.run([sys.executable, "-c", "import sys; from catalog.links import REDACTED, redacted; "
-                           "from catalog.records import segment_glob; "
-                           "print(segment_glob(sys.argv[1], redacted(sys.argv[1]), REDACTED))", source_id],
-                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
-    assert made.returncode == 0, made.stderr
-    (tmp_path / safe_segment(source_id)).mkdir()
-    (tmp_path / safe_segment("z" + source_id)).mkdir()   # (another dataset's folder: not named)
-    pattern = made.stdout.strip()
-    assert glob.glob(str(tmp_path / pattern)) == [str(tmp_path / safe_segment(source_id))], pattern
-    assert "k-" not in pattern and pattern.startswith("https%3A%2F%2Fx.org%2Fd%3Ftoken%3D*")
+
+def test_a_folder_named_with_its_key_before_is_found_until_it_is_renamed_published_and_staged(tmp_path):
+    layout = RecordsLayout(tmp_path / "records", "id")
+    keyed = KEYED_SOURCE_IDS[1]
+    for base in (layout.root, layout.staging_root):
+        (base / layout.relative_before("p", keyed) / "parts").mkdir(parents=True)
+    assert layout.folder("p", keyed) == layout.root / layout.relative_before("p", keyed)
+    assert layout.where("p", keyed) == layout.relative_before("p", keyed)
+    assert layout.rename_keyed([("p", keyed), ("p", "plain")]) == [("p", keyed)]
+    assert layout.folder("p", keyed) == layout.root / layout.relative("p", keyed) and (
+        layout.folder("p", keyed) / "parts").is_dir()
+    assert (layout.staging("p", keyed) / "parts").is_dir()
+    assert not [p for p in tmp_path.rglob("*") if "k-one" in p.name]
+    assert layout.rename_keyed([("p", keyed)]) == []   # (once)
+
+
+def test_a_folder_named_with_its_key_beside_one_of_the_new_name_is_left_and_said_without_the_key(tmp_path, caplog):
+    layout = RecordsLayout(tmp_path / "records", "id")
+    keyed = KEYED_SOURCE_IDS[1]
+    for relative in (layout.relative_before("p", keyed), layout.relative("p", keyed)):
+        (layout.root / relative).mkdir(parents=True)
+    assert layout.rename_keyed([("p", keyed)]) == []
+    assert (layout.root / layout.relative_before("p", keyed)).is_dir()   # (a hand made both: neither removed)
+    assert layout.folder("p", keyed) == layout.root / layout.relative("p", keyed)
+    assert "left beside" in caplog.text and "k-one" not in caplog.text
 
 
 def test_empty_names_are_refused(tmp_path):

@@ -4,6 +4,8 @@ that printed uid taken back as input. Until session 43 `overlap --json` / `--gro
 the `records` table and `runs --errors` printed it on stdout: the terminal's scrollback, a cron job's mail."""
 import glob
 import json
+import os
+import re
 import subprocess
 
 import duckdb
@@ -142,10 +144,13 @@ def test_records_and_runs_errors_print_a_key_in_a_source_id_redacted_and_take_th
         assert f"a password): {shown[0]}, {shown[1]}; kept" in harvested.stdout, harvested.stdout
         pulled = json.loads(run("records", *shown, "--config", str(config), "--db", db, "--json"))
         assert [(p["uid"], p["status"], p["rows"]) for p in pulled] == [(shown[0], "ok", 2), (shown[1], "ok", 2)]
-        # each folder a glob naming the folders of both (they differ only in their key), the key left out
+        # each folder printed as it is, apart from the other's, its name without the key (until session 46 the
+        # folders' names held it, and each was printed as a glob naming both)
         records = tmp_path / "records"
-        assert [sorted(glob.glob(str(records / p["path"]))) for p in pulled] == [
-            sorted(str(records / f"portal=city/dataset={safe_segment(i)}") for i in (one, other))] * 2
+        assert [sorted(glob.glob(str(records / p["path"]))) for p in pulled] == [[str(records / p["path"])]
+                                                                                 for p in pulled]
+        assert len({p["path"] for p in pulled}) == 2
+        assert not [path for path in records.rglob("*") if any(key in str(path) for key in KEYS)]
         table = run("records", shown[1], "--config", str(config), "--db", db)
     assert [shown[1], "ok"] in [line.split()[:2] for line in table.splitlines()], table
     with duckdb.connect(db, read_only=True) as con:   # (pulled: each dataset's own, by its catalogue uid)
@@ -159,35 +164,115 @@ def test_records_and_runs_errors_print_a_key_in_a_source_id_redacted_and_take_th
         s.partition(":")[2] for s in shown}
 
 
-def test_the_records_table_prints_a_folder_whose_name_holds_a_key_as_a_path_a_shell_cds_to(tmp_path):
-    """Over HTTP on 127.0.0.1. Until session 44 the folder was printed with its key REDACTED, a path no folder
-    has: the user could not `cd` to what was printed. Now each secret in it a `*`: the shell's glob names the
-    folder (the key never printed)."""
+def keyed_portal_pulled(tmp_path, portal, keys: tuple[str, ...], keyed: str) -> tuple[str, str, list[str]]:
+    """A data.json portal (`portal`, serving) whose identifiers are `keyed` with each of `keys`, harvested into
+    tmp_path/c.duckdb and each dataset's records pulled: the config, the catalogue and the uids as printed."""
     from tests.portals.base import RawBody
+
+    for dataset, key in zip(portal.document["dataset"], keys):
+        dataset.update(identifier=keyed.format(key=key), landingPage="https://data.city.example/parks",
+                       distribution=[{"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV",
+                                      "downloadURL": f"{portal.url}/{key}.csv"}])
+        portal.static[f"/{key}.csv"] = RawBody(b"a,b\n1,x\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+    db = str(tmp_path / "c.duckdb")
+    assert CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", db]).exit_code == 0
+    shown = [f"city:{keyed.format(key='REDACTED')}" + (f"#{n}" if n > 1 else "") for n in range(1, len(keys) + 1)]
+    return str(config), db, shown
+
+
+def test_the_folder_of_a_source_id_holding_a_key_is_named_without_it_and_printed_as_it_is(tmp_path):
+    """Over HTTP on 127.0.0.1. Until session 46 the folder's name held the key (`ls records/portal=city`
+    showed it) and the `records` table printed a glob with a `*` for it; now the folder is named by the id
+    redacted and a digest, printed whole, a path a shell cds to, and `records()` reads it by its name."""
     from tests.portals.dcat import DataJsonPortal
     from tests.portals.synth import make_data_json
 
-    document = make_data_json(1)
-    identifier = "https://data.city.example/api/views/parks?token=k-one&id=7"
-    with DataJsonPortal(document) as portal:
-        document["dataset"][0].update(identifier=identifier, landingPage="https://data.city.example/parks",
-                                      distribution=[{"@type": "dcat:Distribution", "mediaType": "text/csv",
-                                                     "format": "CSV", "downloadURL": portal.url + "/rows.csv"}])
-        portal.static["/rows.csv"] = RawBody(b"a,b\n1,x\n")
-        config = tmp_path / "c.toml"
-        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
-        db = str(tmp_path / "c.duckdb")
-        assert CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", db]).exit_code == 0
-        uid = "city:https://data.city.example/api/views/parks?token=REDACTED&id=7"
-        table = run("records", uid, "--config", str(config), "--db", db)
-    [row] = [line.split() for line in table.splitlines() if line.startswith(uid)]
-    assert row[:2] == [uid, "ok"] and row[-1].startswith("portal=city/dataset=") and "*" in row[-1], table
-    reached = subprocess.run(["bash", "-c", f"cd records/{row[-1]} && pwd -P && ls"], cwd=tmp_path,
-                             capture_output=True, text=True)
-    assert reached.returncode == 0, reached.stderr
-    assert reached.stdout.splitlines()[0] == str(
-        (tmp_path / "records" / "portal=city" / f"dataset={safe_segment(identifier)}").resolve())
-    assert any(name.endswith(".parquet") for name in reached.stdout.split())
+    keyed = "https://data.city.example/api/views/parks?token={key}&id=7"
+    with DataJsonPortal(make_data_json(1)) as portal:
+        config, db, [uid] = keyed_portal_pulled(tmp_path, portal, ("k-one",), keyed)
+        table = run("records", uid, "--config", config, "--db", db)
+    assert table.split()[:2] == [uid, "ok"], table   # (a block a dataset: the folder's name is long)
+    [printed] = re.findall(r"portal=city/dataset=\S+", table)
+    assert "*" not in printed and "token%3DREDACTED%26id%3D7~" in printed, table
+    listed = subprocess.run(["bash", "-c", f"cd records/{printed} && pwd -P && ls && ls -AR ../../.."],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0] == str((tmp_path / "records" / printed).resolve())
+    assert "part-00000.parquet" in listed.stdout.split() and "k-one" not in listed.stdout, listed.stdout
+    with duckdb.connect(db, read_only=True) as con:
+        [(path,)] = con.execute("SELECT path FROM record_pulls").fetchall()
+        dataset = path.partition("/dataset=")[2]
+        assert path == printed and con.execute("SELECT count(*) FROM records('city', ?)", [dataset]).fetchone() == (1,)
+
+
+def test_two_source_ids_differing_only_in_their_key_have_folders_of_their_own_named_without_it(tmp_path):
+    """Over HTTP on 127.0.0.1: until session 46 their folders' names differed only in the key, and the table
+    printed one glob naming both (said under it, and in `--json`'s `path_also_names`). Now each is named apart
+    by a digest of its id keyed with the catalogue's id: no name is a test of a guessed key without the
+    catalogue, which holds the key itself."""
+    from catalog.folder import catalogue_id
+    from catalog.records import RecordsLayout
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    keyed = "https://data.city.example/api/views/parks?token={key}&id=7"
+    with DataJsonPortal(make_data_json(2)) as portal:
+        config, db, shown = keyed_portal_pulled(tmp_path, portal, ("k-one", "k-two"), keyed)
+        pulled = json.loads(run("records", *shown, "--config", config, "--db", db, "--json"))
+    assert [(p["uid"], p["status"]) for p in pulled] == [(shown[0], "ok"), (shown[1], "ok")]
+    assert "path_also_names" not in pulled[0]
+    folders = [tmp_path / "records" / p["path"] for p in pulled]
+    assert folders[0] != folders[1] and all((f / "part-00000.parquet").is_file() for f in folders)
+    assert [f.name.partition("~")[0] for f in folders] == [f"dataset={safe_segment(keyed.format(key='REDACTED'))}"] * 2
+    with duckdb.connect(db, read_only=True) as con:
+        key = catalogue_id(con)
+    for folder, secret in zip(folders, ("k-one", "k-two")):
+        digest = folder.name.rpartition("~")[2]
+        assert digest == RecordsLayout(tmp_path, key).segment(keyed.format(key=secret)).rpartition("~")[2]
+        assert digest != RecordsLayout(tmp_path, "another catalogue").segment(keyed.format(key=secret)).rpartition(
+            "~")[2]
+
+
+def test_a_folder_named_with_its_key_before_is_still_read_and_renamed_without_it_at_the_next_records_pull(
+        tmp_path, caplog):
+    """Over HTTP on 127.0.0.1: a catalogue from before session 46, its keyed dataset's folder (published, and a
+    staged pull of another) named with the key. Its export still finds the records; the next `records` renames
+    both folders, record_pulls.path with them, and no name under the catalogue's folder holds the key."""
+    from catalog.records import RecordsLayout
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    keyed = "https://data.city.example/api/views/parks?token={key}&id=7"
+    with DataJsonPortal(make_data_json(2)) as portal:
+        config, db, shown = keyed_portal_pulled(tmp_path, portal, ("k-one", "k-two"), keyed)
+        run("records", shown[0], "--config", config, "--db", db)
+        # as a civicat before session 46 left it: the folder named by the id, and a pull of the other staged
+        with duckdb.connect(db) as con:
+            [(path,)] = con.execute("SELECT path FROM record_pulls").fetchall()
+            before = f"portal=city/dataset={safe_segment(keyed.format(key='k-one'))}"
+            con.execute("UPDATE record_pulls SET path = ?", [before])
+        os.rename(tmp_path / "records" / path, tmp_path / "records" / before)
+        staged = tmp_path / ".records-staging" / f"portal=city/dataset={safe_segment(keyed.format(key='k-two'))}"
+        (staged / "parts").mkdir(parents=True)
+        exported = CliRunner().invoke(cli, ["export", "--db", db, "--out", str(tmp_path / "out")])
+        assert exported.exit_code == 0, exported.output
+        manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        assert manifest["records"] == {"datasets": 1, "rows": 1}
+        assert "k-one" not in json.dumps(manifest) and "k-one" not in exported.output
+
+        result = CliRunner().invoke(cli, ["records", shown[0], "--config", config, "--db", db],
+                                    env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+    assert "renamed 1 records folder whose name held the key" in caplog.text
+    assert "k-one" not in caplog.text and "k-one" not in result.output
+    assert not [p for p in tmp_path.rglob("*") if "k-one" in p.name or "k-two" in p.name]
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT path FROM record_pulls").fetchall() == [(path,)]
+        layout = RecordsLayout.beside(db, con.execute("SELECT id FROM catalogue_identity").fetchone()[0])
+    assert layout.staging("city", keyed.format(key="k-two")).joinpath("parts").is_dir()
+    assert (tmp_path / "records" / path / "part-00000.parquet").is_file()
 
 
 def test_a_message_printed_redacts_a_key_whose_equals_sign_is_escaped():
@@ -209,7 +294,8 @@ def test_a_message_printed_redacts_a_key_whose_equals_sign_is_escaped():
 def test_the_uids_a_message_names_are_found_in_one_pass_the_longest_where_one_begins_another():
     """ShownUids.text read a message once a uid holding a key (until session 44: 100 uids x 10,000 messages of
     `runs --errors --json` 0.44 s of CPU, 1,000 uids 1.9 s; now 0.20 / 0.29 s, most of it the links' own check)."""
-    from harvester.cli import ShownUids, WordsReplaced
+    from catalog.links import WordsReplaced
+    from harvester.cli import ShownUids
 
     uids = {"p:x?token=a": "p:x?token=REDACTED", "p:x?token=ab": "p:x?token=REDACTED#2",
             "p:x?token=a&b=1": "p:x?token=REDACTED&b=1", "q:(y)?key=k.*": "q:(y)?key=REDACTED"}
@@ -346,38 +432,6 @@ def test_a_key_in_a_title_or_a_keyword_is_warned_of_exported_redacted_and_printe
     assert "api_key=REDACTED" in run("overlap", "--group", str(group["group_id"]), "--db", db, "--pairs")
 
 
-def test_records_says_when_a_printed_folder_glob_names_the_folder_of_another_dataset_too(tmp_path):
-    """Over HTTP on 127.0.0.1: two identifiers differing only in their key have folders one glob names (no glob
-    telling them apart can leave the key out); until session 45 printed with no word of it, and `--json`'s
-    `path` alike. Now the table says so under it, naming the other dataset as printed, and `--json` lists it."""
-    from tests.portals.base import RawBody
-    from tests.portals.dcat import DataJsonPortal
-    from tests.portals.synth import make_data_json
-
-    document = make_data_json(2)
-    keyed = "https://data.city.example/api/views/parks?token={key}&id=7"
-    with DataJsonPortal(document) as portal:
-        for dataset, key in zip(document["dataset"], ("k-one", "k-two")):
-            dataset.update(identifier=keyed.format(key=key), landingPage="https://data.city.example/parks",
-                           distribution=[{"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV",
-                                          "downloadURL": f"{portal.url}/{key}.csv"}])
-            portal.static[f"/{key}.csv"] = RawBody(b"a,b\n1,x\n")
-        config = tmp_path / "c.toml"
-        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
-        db = str(tmp_path / "c.duckdb")
-        assert CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", db]).exit_code == 0
-        first, second = (f"city:{keyed.format(key='REDACTED')}", f"city:{keyed.format(key='REDACTED')}#2")
-        table = run("records", first, second, "--config", str(config), "--db", db)
-        pulled = json.loads(run("records", first, second, "--config", str(config), "--db", db, "--json"))
-    assert [p["path_also_names"] for p in pulled] == [[second], [first]]
-    [glob_one] = {p["path"] for p in pulled}   # (one glob for both: the key is all that differs)
-    assert len(glob.glob(str(tmp_path / "records" / glob_one))) == 2
-    said = " ".join(table.split())
-    assert (f"the folder of {first} is printed as a glob that names the folder of {second} too: their source ids "
-            "differ only in their key" in said), table
-    assert f"the folder of {second} is printed as a glob that names the folder of {first} too" in said, table
-
-
 # a link with a key in each other text of a data.json dataset an export publishes (a theme, the publisher, the
 # contact's name and email, the spatial text, a distribution's title, format and media type): until f45 (session
 # 45, k45 merged) never read for links, exported in datasets.parquet, distributions.parquet and data.json, and
@@ -439,3 +493,42 @@ def test_a_key_in_a_theme_publisher_contact_spatial_or_distribution_text_is_warn
     assert "https://data.city.example/themes?token=REDACTED" in entry["theme"]
     [hit] = json.loads(run("search", "park permits", "--db", db, "--json"))
     assert hit["themes"] == ["Recreation", t["themes[1]"].replace("k-four", "REDACTED")]
+
+
+def test_an_overlap_explanation_naming_a_dataset_whose_source_id_holds_a_key_names_it_as_printed(tmp_path):
+    """An explanation names a dataset by its uid where one side is what the other is not ("but p:… is a boundary
+    file", "… is a list of codes", "but only p:… names …"): until session 46 the catalogue's uid, key and all,
+    printed by `overlap --pairs`, `--json`, `--group N` and `similar`, and exported in overlap_pairs.parquet. The
+    catalogue keeps it as made; each printed and exported names the uid as printed (REDACTED, `#2`)."""
+    import pyarrow.parquet as pq
+
+    keyed = "https://data.springfield.example/api/views?id=7&token=k-secret"
+    path = str(tmp_path / "c.duckdb")
+    store = Store(path)
+    try:
+        add_dataset(store.con, f"springfield:{keyed}1", "Springfield", "Budget", BUDGET, 3)
+        add_dataset(store.con, f"springfield:{keyed}2", "Springfield", "Crime Incident Districts", CRIME, 2)
+        add_dataset(store.con, "shelbyville:crimes", "Shelbyville", "Crime Incidents", CRIME, 3)
+        search.refresh(store.con)
+    finally:
+        store.close()
+    districts = "springfield:https://data.springfield.example/api/views?id=7&token=REDACTED#2"
+    said = f"but {districts} is a boundary file, the other holds records"
+
+    def shown(*args: str) -> str:
+        result = CliRunner().invoke(cli, [*args, "--db", path], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "k-secret" not in result.output, result.output
+        return " ".join(result.output.split())
+
+    assert said in shown("overlap", "--pairs")
+    overlap = json.loads(shown("overlap", "--json", "--pairs"))
+    [group] = overlap["groups"]
+    assert group["why"]["explanation"].endswith(said) and overlap["pairs"][0]["explanation"].endswith(said)
+    assert said in shown("overlap", "--group", str(group["group_id"]), "--pairs")
+    assert said in shown("similar", "shelbyville:crimes")
+    with duckdb.connect(path, read_only=True) as con:   # (the catalogue's own: as made)
+        assert con.execute("SELECT count(*) FROM overlap_pairs WHERE contains(explanation, 'k-secret2')").fetchone()[0]
+    shown("export", "--out", str(tmp_path / "out"))
+    explanations = pq.read_table(tmp_path / "out" / "overlap_pairs.parquet").column("explanation").to_pylist()
+    assert [e.endswith(said) for e in explanations] == [True]

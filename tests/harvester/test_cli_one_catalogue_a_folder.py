@@ -1009,36 +1009,140 @@ def test_a_retire_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_a
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
 
 
+def overlap_as_the_backup_is_put_back(monkeypatch, db, backup, *, its_close_to_fail=False):
+    """`civicat overlap` of `db`, `backup` put back over it by a process of its own once the groups are stored
+    (`its_close_to_fail`: and the checkpoint as it closes the catalogue made to fail, DuckDB's own abort flag);
+    its result, checked to be exit 2 after that process renamed the backup there."""
+    import subprocess
+    import sys
+
+    from catalog import overlap as detector
+    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
+
+    saved, ran = detector.save, []
+
+    def saved_as_the_backup_is_put_back(con, result):
+        saved(con, result)
+        if its_close_to_fail:
+            con.execute("SET debug_checkpoint_abort = 'before_header'")
+        done = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(backup)],
+                              capture_output=True, text=True, timeout=120)
+        ran.append((done.returncode, done.stdout.strip(), done.stderr))
+
+    monkeypatch.setattr(detector, "save", saved_as_the_backup_is_put_back)
+    result = invoke("overlap", "--db", str(db))
+    assert ran == [(0, "replaced", "")], (ran, result.output, repr(result.exception))
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    return result
+
+
 def test_an_overlap_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_and_publishes_no_copy_of_it(
         tmp_path, portal, config, monkeypatch):
     """`overlap` writes its groups through a connection of its own (no store): a backup put back over the catalogue
     as it stores them (a real process renaming it there) took the groups' place. On main (s45 merged) the run
     exited 0 saying the groups were stored, and published the backup as the catalogue's read copy. Now exit 2
     with harvest's message, the read copy left as the last writer made it, the backup untouched."""
-    import subprocess
-    import sys
-
-    from catalog import overlap as detector
     from catalog.read_copy import read_copy_path
-    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
 
     db = tmp_path / "data" / "c.duckdb"
     assert harvest(config, db).exit_code == 0
     copy = read_copy_path(db).read_bytes()
     backup, restored = backup_of(db)
-    saved, ran = detector.save, []
-
-    def saved_as_a_backup_is_put_back(con, result):
-        saved(con, result)
-        done = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(backup)],
-                              capture_output=True, text=True, timeout=120)
-        ran.append((done.returncode, done.stdout.strip(), done.stderr))
-
-    monkeypatch.setattr(detector, "save", saved_as_a_backup_is_put_back)
-    result = invoke("overlap", "--db", str(db))
-    assert ran == [(0, "replaced", "")], (ran, result.output, repr(result.exception))
-    assert result.exit_code == 2, (result.output, repr(result.exception))
+    result = overlap_as_the_backup_is_put_back(monkeypatch, db, backup)
     said_replaced(result, db, "checked it was the catalogue: what this run wrote went into the file that was there, "
                               "not into that one")
     assert read_copy_path(db).read_bytes() == copy   # (main: a copy of the backup)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+
+
+# a writer killed (SIGKILL) just after it committed the start of a run: its log left at `<db>.wal`
+KILLED_AFTER_ITS_COMMIT = """import os, signal, sys
+from datetime import UTC, datetime
+from catalog.lock import WriterLock
+from catalog.store import Store
+WriterLock(sys.argv[1]).acquire()
+store = Store(sys.argv[1])   # (kept: a store let go closes its catalogue, checkpointed)
+store.start_run("the-killed-run", "sea", datetime.now(UTC))
+print("committed", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+# the user's restore after a crash: the catalogue moved aside, last night's backup put in its place
+MOVES_IT_ASIDE_AND_PUTS_BACK = """import os, sys
+os.rename(sys.argv[1], sys.argv[1] + ".crashed")
+os.rename(sys.argv[2], sys.argv[1])
+print("put back")
+"""
+
+
+def runs_named(db, run_id):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM harvest_runs WHERE run_id = ?", [run_id]).fetchone()[0]
+
+
+def test_the_log_of_a_killed_writer_beside_a_backup_put_back_after_it_is_set_aside_not_overwritten(
+        tmp_path, portal, config, caplog):
+    """A writer is killed after a commit (its log, `c.duckdb.wal`, holds it); the user moves the catalogue aside
+    and puts back last night's backup, from before the catalogue's last checkpoint. DuckDB 1.5 refuses a log
+    written at another checkpoint of the file ("Failure while replaying WAL …: the WAL checkpoint iteration does
+    not match the database file"): on main the next harvest exited 2 with it, and so would every one until the
+    user took the log away. Now the writer moves it to `c.duckdb.wal.of-a-replaced-file-…`, says so, and runs:
+    that log beside the catalogue moved aside reads the killed writer's commit. (Real processes: the writer
+    killed, the backup put back.)"""
+    import subprocess
+    import sys
+
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    backup, restored = backup_of(db)
+    assert harvest(config, db).exit_code == 0   # (the catalogue's next checkpoint: the backup is from before it)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ITS_COMMIT, str(db)], capture_output=True, text=True,
+                            timeout=120)
+    assert (killed.returncode, killed.stdout) == (-9, "committed\n"), killed.stderr
+    log = db.with_name("c.duckdb.wal")
+    written = log.read_bytes()
+    assert written
+    put_back = subprocess.run([sys.executable, "-c", MOVES_IT_ASIDE_AND_PUTS_BACK, str(db), str(backup)],
+                              capture_output=True, text=True, timeout=120)
+    assert (put_back.returncode, put_back.stdout) == (0, "put back\n"), put_back.stderr
+    result = harvest(config, db)
+    assert result.exit_code == 0, result.output
+    aside = list(db.parent.glob("c.duckdb.wal.of-a-replaced-file-*"))
+    # (main: exit 2, DuckDB's "Failure while replaying WAL …: the WAL checkpoint iteration does not match the
+    # database file", the catalogue unopened until the log is taken away; a log DuckDB passes over unreplayed,
+    # another database's, was overwritten by the next write)
+    assert len(aside) == 1 and aside[0].read_bytes() == written, (aside, result.output)
+    said = " ".join(" ".join(r.getMessage() for r in caplog.records if r.name == "civicat").split())
+    assert f"{log} is not the log of the file at {db}" in said, said
+    assert f"moved to {aside[0]}" in said, said
+    assert runs_named(db, "the-killed-run") == 0   # (the backup: its own runs, and this harvest's)
+    crashed = db.with_name("c.duckdb.crashed")   # (the killed writer's catalogue with its log: its commit there)
+    shutil.copyfile(aside[0], crashed.with_name("c.duckdb.crashed.wal"))
+    assert runs_named(crashed, "the-killed-run") == 1
+
+
+def test_the_log_of_an_overlap_whose_close_fails_to_checkpoint_after_its_catalogue_is_put_back_is_set_aside(
+        tmp_path, portal, config, monkeypatch):
+    """`overlap` writes its groups through a connection of its own; DuckDB checkpoints the catalogue as it closes
+    it, and should that checkpoint fail (the disk full; DuckDB's own abort flag here) the log stays at
+    `c.duckdb.wal`, DuckDB's name for the path's log. A backup put back over the catalogue as the groups were
+    stored (a real process) then had that log beside it: on main (f45 merged) the run exited 2 but left it, and
+    the next open of the path, a read-only one too, replayed the groups into the backup. Now the log is set
+    aside as harvest's is and named in the message; the backup reads as it was put back."""
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    store = Store(db)   # (a group an earlier run found, of a dataset since retired: this run deletes it)
+    store.con.execute("INSERT INTO overlap_groups VALUES (1, 'gone:abcd-1234', 'Calls', now())")
+    store.close()
+    backup, restored = backup_of(db)
+    result = overlap_as_the_backup_is_put_back(monkeypatch, db, backup, its_close_to_fail=True)
+    aside = list(db.parent.glob("c.duckdb.wal.of-a-replaced-file-*"))
+    assert not (db.parent / "c.duckdb.wal").exists()   # (main: the overlap's log, beside the backup)
+    assert len(aside) == 1 and aside[0].stat().st_size > 0, aside
+    said = said_replaced(result, db, "checked it was the catalogue: what this run wrote went into the file that was "
+                                     "there, not into that one")
+    assert (f"not into that one; this run's log (what it wrote since its last checkpoint) was moved to {aside[0]}, "
+            "where no open of that path replays it into the file there; this run stopped there") in said, said
+    with duckdb.connect(str(db), read_only=True) as con:   # (main: this run's delete replayed into the backup)
+        assert con.execute("SELECT uid FROM overlap_groups").fetchall() == [("gone:abcd-1234",)]
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored

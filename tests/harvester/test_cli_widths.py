@@ -3,6 +3,7 @@
 every value whole, a row a line. (Until session 43 the tables ran past 80 columns: `runs` ~200 characters a row;
 until session 44 `overlap`, `similar` and `search` cut titles to 120 piped.)"""
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -356,3 +357,55 @@ def test_overlap_piped_names_a_title_of_each_city_whole_and_counts_the_others(tm
     assert all(f"Springfield: Crime reports {year}" in listed for year in (2019, 2020, 2021, 2022)), listed
     [group] = json.loads(shown(["overlap", "--db", db, "--json"], None))["groups"]
     assert len(group["members"]) == 5
+
+
+def test_sql_format_table_asked_for_piped_is_the_table_and_its_default_piped_tab_separated(failed_night):
+    """Through real pipes (`| head`): `--format table` given prints the table piped too, whole (until session 46
+    tab-separated whatever was asked); no --format piped stays tab-separated."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db, runs, _ = failed_night
+    query = "SELECT portal_id, status, error_type FROM harvest_runs ORDER BY started_at DESC"
+
+    def piped(*options: str) -> list[str]:
+        done = subprocess.run(f"{shlex.quote(sys.executable)} -m harvester sql --db {shlex.quote(db)} "
+                              f"{shlex.quote(query)} {' '.join(options)} | head -n 5", shell=True, capture_output=True,
+                              text=True, cwd=Path(__file__).parents[2], env={**os.environ, "COLUMNS": ""})
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    table = piped("--format", "table")
+    assert table[0].split() == ["portal_id", "status", "error_type"] and set(table[1]) <= {"-", " "}, table
+    assert [line.split() for line in table[2:]] == [["city", "failed", runs[0]["error_type"]], ["city", "ok"]], table
+    assert "\t" not in "".join(table), table
+    assert piped() == ["portal_id\tstatus\terror_type", f"city\tfailed\t{runs[0]['error_type']}", "city\tok\t"]
+
+
+def test_overlap_piped_writes_its_groups_alone_on_stdout_the_summary_and_hints_on_stderr(tmp_path):
+    """Through a real pipe (`civicat overlap > groups.tsv`, `| cut -f2`): data on stdout, talk on stderr. Until
+    session 46 the summary line and the hints were written among the groups (`cut -s` needed to leave them out, a
+    TSV reader took them for rows); on a terminal all of it on stdout, as before."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db = crime_reports_of_two_cities(tmp_path)
+    [group] = json.loads(shown(["overlap", "--db", db, "--json"], None))["groups"]
+    for options in ("", "--pairs"):
+        piped = subprocess.run(f"{shlex.quote(sys.executable)} -m harvester overlap {options} --db {shlex.quote(db)} "
+                               "| cut -f2", shell=True, capture_output=True, text=True, cwd=Path(__file__).parents[2],
+                               env={**os.environ, "COLUMNS": ""})
+        assert piped.returncode == 0, piped.stderr
+        lines = piped.stdout.splitlines()
+        assert lines[:2] == ["label", group["label"]], piped.stdout
+        assert not [line for line in lines if "datasets compared" in line or "civicat " in line], piped.stdout
+        assert "5 datasets compared" in piped.stderr and "civicat overlap --group 1" in piped.stderr, piped.stderr
+        assert ("pairs, best first" in piped.stderr) == bool(options), piped.stderr
+        if options:   # (the pairs themselves: data, on stdout)
+            assert "Springfield: Crime reports 2019" in piped.stdout, piped.stdout
+    out = shown(["overlap", "--db", db], 80)
+    assert "5 datasets compared" in out and "civicat overlap --group 1" in out

@@ -17,7 +17,7 @@ import pytest
 from catalog.records import PreviousPull, RecordsLayout, previous_pull
 from harvester.portals import adapter_for
 from harvester.portals.open311 import SECOND, RequestsRecords, _ids, _stamp
-from harvester.http import TransientError
+from harvester.http import PermanentError, TransientError
 from harvester.records import RecordsError, SourceChanged, StartsOver, pull_dataset
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.harvester.portals.test_open311 import JSON_SERVICES
@@ -326,10 +326,11 @@ def test_a_second_deeper_than_the_server_pages_that_parts_cannot_tell_is_kept_wi
     assert served - set(published) <= second and len(second & set(published)) == 100   # (the rest of the second only)
     assert [(source_id, kind, severity) for source_id, kind, severity, _ in errors] == [
         ("service-requests", "RequestsUnread", "error")], errors
+    # (Boston's 90 days before it hold more than three pages the pull read: the server shown to page no deeper)
     assert re.search(r"the one second at start_date=2020-01-08T14:23:26Z, end_date=2020-01-08T14:23:27Z, page=1 gave "
-                     r"2 full page\(s\), 100 requests, then an empty page, and the server gives no page 3 of the 90 "
-                     r"days up to it or from it either: .* the pull kept the requests it read", errors[0][3]), \
-        errors[0][3]
+                     r"2 full page\(s\), 100 requests, then an empty page, and the server pages no deeper than page 2 "
+                     r"\(its page 3 of 90 days it holds more requests in was empty\), .* the pull kept the requests it "
+                     r"read", errors[0][3]), errors[0][3]
 
 
 @pytest.mark.parametrize("services", [[], JSON_SERVICES], ids=["no-codes-listed", "codes-not-given"])
@@ -393,6 +394,119 @@ def test_a_day_deeper_than_a_server_reading_whole_days_pages_is_an_error_naming_
     errors, pulls, published = records_run(db)
     assert result.exit_code == 0 and [e for e in errors if e[2] == "error"] == [], errors
     assert sorted(published) == sorted(served)
+
+
+@pytest.mark.parametrize("whole_days", [True, False], ids=["a-day", "a-second"])
+def test_a_window_of_exactly_two_pages_alone_in_its_180_days_is_read_whole_by_the_citys_busy_days(tmp_path,
+                                                                                                  whole_days):
+    """A window of exactly two pages (a day of 100, from a server reading whole days; or a second of 100 of
+    one status and no code), no other request within 90 days either side, from a server paging as deep as
+    asked: its page 3 is empty, and so is page 3 of the 90 days up to it and from it, as a server paging two
+    deep would answer. It was kept with an error saying its requests past those 100 were unread (a false
+    `RequestsUnread`, documented). A cap is the server's: the city's busy days months later (40 a day for 10
+    days, each day under a page) hold more than three pages, and their page 3 is given: the window is whole,
+    no error, one request more."""
+    start = datetime(2019, 7, 1, tzinfo=UTC)
+    busy = uniform_city(40, 10, start)
+    window = a_day_of(100, "2019-01-02") if whole_days else one_second(100, "2019-01-02T12:00:00Z")[:100]
+    with Open311Portal(services=[], requests=window + busy, whole_days=whole_days) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+        deeper = [q for p, q, _ in portal.requests if p == "/requests.json" and q["page"] == "3"
+                  and instant(q["start_date"]) >= start - timedelta(days=3)]
+    errors, pulls, published = records_run(db)
+    assert result.exit_code == 0 and [e for e in errors if e[2] == "error"] == [], errors
+    assert sorted(published) == sorted(r["service_request_id"] for r in portal.service_requests)
+    assert len(deeper) == 1, deeper   # (the busy days' page 3, once)
+
+
+def test_a_server_paging_two_deep_is_asked_so_once_a_pull_not_each_capped_day(tmp_path, store):
+    """A server reading whole days that pages two deep, 130 requests a day for 10 days: each day's pages end
+    at an empty page 3, and the pull asked page 3 of the 90 days up to it and from it, for each of the day's
+    two readings: 4 requests a day, the answer the same. Once a span the pull read more than three pages in
+    gives no page 3, the server pages no deeper: the days after are kept short at once. Every day named, its
+    100 kept."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests = [{"service_request_id": f"{day}-{n}", "status": "open",
+                 "requested_datetime": _stamp(start + timedelta(days=day, minutes=8 * 60 + 5 * n))}
+                for day in range(10) for n in range(130)]
+    layout = RecordsLayout(tmp_path / "records")
+    with Open311Portal(services=JSON_SERVICES, requests=requests, whole_days=True, last_page=2) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
+        result = pulled_into(layout, store.con, source)
+        deeper = [q for p, q, _ in portal.requests if p == "/requests.json" and q["page"] == "3"
+                  and instant(q["end_date"]) - instant(q["start_date"]) > timedelta(days=80)]
+    assert result.rows == 1_000 and [message[:36] for message in source.short] == [
+        f"the one day at start_date=2024-01-{day:02d}" for day in range(1, 11)], source.short
+    assert all("pages no deeper than page 2" in message for message in source.short[2:]), source.short
+    assert len(deeper) == 5, deeper   # (two days asked both spans; the third, the days before, shows the cap)
+
+
+class FailsPastACheckedDay(Open311Portal):
+    """Once asked whether it pages past its `last_page` over the 90 days up to `day` (a midnight) or from it,
+    answers every later window (a page 1 from the day after `day` on) HTTP 400: a pull that fails after
+    that day was kept short."""
+
+    def __init__(self, day: str, **kwargs):
+        super().__init__(**kwargs)
+        self.day, self.failing = instant(day), False
+
+    def requests_page(self, query):
+        start, end = instant(query["start_date"]), instant(query["end_date"])
+        page = int(query.get("page", 1))
+        if self.failing and page == 1 and start >= self.day + timedelta(days=1):
+            return 400, [{"code": 400, "description": "start_date is out of range"}]
+        if page > self.last_page and end - start > timedelta(days=80) \
+                and self.day in (start, end - timedelta(days=1)):
+            self.failing = True
+        return super().requests_page(query)
+
+
+def test_a_pull_failing_after_a_day_paged_no_deeper_says_it_kept_none_of_it(tmp_path):
+    """The day of 130 from a server reading whole days that pages only two deep, kept with its 100 and an
+    error saying "the pull kept the requests it read" — then a later window fails the pull (HTTP 400), which
+    keeps nothing it read (the previous records kept): the notice said it kept them. It says the pull failed,
+    keeping none, a warning beside the pull's error."""
+    with FailsPastACheckedDay("2020-01-08T00:00:00Z", services=JSON_SERVICES,
+                              requests=a_day_of(130, "2020-01-08") + load_json(BOSTON), whole_days=True,
+                              last_page=2) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+        assert portal.failing
+    errors, pulls, published = records_run(db)
+    assert pulls == [] and published == [], result.output
+    assert [(source_id, kind, severity) for source_id, kind, severity, _ in errors] == [
+        ("service-requests", "ClientError", "error"), ("service-requests", "RequestsUnread", "warning")], errors
+    unread = errors[1][3]
+    assert unread.startswith("the one day at start_date=2020-01-08T00:00:00Z, end_date=2020-01-09T00:00:00Z, page=1 "
+                             "gave 2 full page(s), 100 requests, then an empty page"), unread
+    assert unread.endswith(": the pull failed, keeping none of the requests it read (the previous records kept)") \
+        and "kept the requests it read" not in unread, unread
+
+
+def test_a_day_paged_no_deeper_in_a_window_read_again_is_named_where_the_pull_fails_reading_it_again(tmp_path,
+                                                                                                      store):
+    """200 requests a day, 8 of every 20 left out of a cut page in odd weeks, from a server reading whole days
+    and paging two deep: the first week's days, taken whole in a window under the margin learned narrow, are
+    read again, split, once it widens, and each is paged no deeper (kept short: an error naming it). The pull
+    fails while that window is read again (HTTP 400 past its first day): the day's message was merged into
+    the pull's after the reading again only, so dropped, the failed pull naming no day. Kept."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+
+    class Fails(FailsPastACheckedDay, ThinsWholeDays):
+        pass
+
+    with Fails("2024-01-01T00:00:00Z", days_in="UTC", private=8, services=JSON_SERVICES,
+               requests=uniform_city(200, 14, start), last_page=2) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=14), since=start)
+        with pytest.raises(PermanentError, match="HTTP 400"):
+            pulled_into(layout, store.con, source)
+        assert portal.failing
+    assert len(source.short) == 1 and source.short[0].startswith(
+        "the one day at start_date=2024-01-01T00:00:00Z, end_date=2024-01-02T00:00:00Z, page=1 gave 2 full page(s)"), \
+        source.short
+    assert [kind for kind, *_ in source.notices(kept=False)] == ["RequestsUnread"]
 
 
 def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
@@ -954,14 +1068,8 @@ def test_a_private_service_type_of_half_the_requests_or_more_loses_none_of_the_o
     assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
 
 
-def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losing_none(tmp_path, store, caplog):
-    """A city of 331 requests a day for 27 days, two thirds of a private service type (bench/open311_windows.py
-    --private-type's city 11), from a server that reads UTC's whole days, ignores `page`, cuts at 50 and then
-    leaves the private requests out. A first pull reads by times until the server is shown not to read them,
-    and starts over by whole days; there the server is seen past the half rule after days were taken whole
-    by their answers' size. A pull started over once, a second start-over failed it; so the second was not
-    raised: those days were kept, 80 of the 3,058 public requests lost, the pull ok. Each reason to start
-    over is met once a pull, and the pull starts over for each: none lost, each published once."""
+def past_half_city() -> tuple[datetime, int, list[dict]]:
+    """The city of 331 requests a day for 27 days below: its start, days and requests."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     draw = random.Random(11)
     per_day, days = draw.randint(100, 400), draw.randint(10, 30)
@@ -971,10 +1079,27 @@ def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losin
                  "status": "open" if n % 6 == 0 else "closed",
                  "service_code": "private" if draw.random() < 0.67 else draw.choices(CODES, weights)[0]}
                 for n, moment in enumerate(moments)]
+    return start, days, requests
+
+
+def past_half_server(requests: list[dict]) -> ThinsWholeDays:
+    """Reads UTC's whole days, ignores `page`, cuts at 50 and then leaves the private type's requests out."""
+    return ThinsWholeDays("UTC", private=0, odd_weeks=False, requests=requests, paging=False,
+                          services=[*CITY_SERVICES, {"service_code": "private", "service_name": "Private"}],
+                          private_in={"private": 20})
+
+
+def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losing_none(tmp_path, store, caplog):
+    """A city of 331 requests a day for 27 days, two thirds of a private service type (bench/open311_windows.py
+    --private-type's city 11), from a server that reads UTC's whole days, ignores `page`, cuts at 50 and then
+    leaves the private requests out. A first pull reads by times until the server is shown not to read them,
+    and starts over by whole days; there the server is seen past the half rule after days were taken whole
+    by their answers' size. A pull started over once, a second start-over failed it; so the second was not
+    raised: those days were kept, 80 of the 3,058 public requests lost, the pull ok. Each reason to start
+    over is met once a pull, and the pull starts over for each: none lost, each published once."""
+    start, days, requests = past_half_city()
     layout = RecordsLayout(tmp_path / "records")
-    with ThinsWholeDays("UTC", private=0, odd_weeks=False, requests=requests, paging=False,
-                        services=[*CITY_SERVICES, {"service_code": "private", "service_name": "Private"}],
-                        private_in={"private": 20}) as portal:
+    with past_half_server(requests) as portal:
         adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
         result = pulled_into(layout, store.con, RequestsRecords(adapter, None, now=start + timedelta(days=days),
                                                                 since=start))
@@ -985,6 +1110,61 @@ def test_a_server_shown_not_to_read_times_then_past_half_starts_over_again_losin
         and "more than half of some" in started_over[1], started_over
     assert result.status == "ok" and len(published) == len(set(published)) == result.rows
     assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+
+
+class StartsOverFirst(RequestsRecords):
+    """Starts over `more` times at the first window of a pull's readings, before the server's own reasons."""
+
+    def __init__(self, *args, more: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.more = more
+
+    def batches(self, resume):
+        for batch in super().batches(resume):
+            if self.more:
+                self.more -= 1
+                raise StartsOver("the rows read so far are to be read again")
+            yield batch
+
+
+def test_a_pull_starts_over_three_times_at_most_and_a_fourth_fails_it_keeping_the_records_before(tmp_path, store,
+                                                                                                 caplog):
+    """A pull starts over for each reason it meets (StartsOver), three at most (STARTS_OVER_AT_MOST: Open311's
+    three reasons, each once a pull). The city above, whose server makes two reasons fire (shown not to read
+    times, then past half), and one more before them: started over three times, none lost, each published
+    once. A fourth (two more before them): the pull fails, the run naming the dataset and the bound, its
+    records before kept whole, none read again."""
+    from harvester.pipeline import ErrorLog, PortalReport, harvest
+    from harvester.records import STARTS_OVER_AT_MOST, pull_records
+
+    start, days, requests = past_half_city()
+    layout = RecordsLayout(tmp_path / "records")
+    outcomes = []
+    with past_half_server(requests) as portal:
+        config = portal_config("bos311", "open311", portal.url)
+        harvest([config], store, fast_client())
+        for more in (1, 2):
+            adapter = adapter_for(config, fast_client())
+            adapter.record_source = lambda _dataset, _previous, more=more: StartsOverFirst(
+                adapter, None, now=start + timedelta(days=days), since=start, more=more)
+            errors = ErrorLog(store, f"run-{more}", "bos311", PortalReport("bos311"))
+            caplog.clear()
+            [result] = pull_records(adapter, ["service-requests"], store.con, layout, run_id=f"run-{more}",
+                                    errors=errors)
+            published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+            outcomes.append((result, [r.getMessage() for r in caplog.records if "the pull starts over" in r.getMessage()],
+                             [row["message"] for row in errors.rows if row["stage"] == "records"], published))
+    public = {r["service_request_id"] for r in requests} - portal.private
+    (three, started, reported, published), (four, started_again, failed, kept) = outcomes
+    assert STARTS_OVER_AT_MOST == 3 and three.status == "ok" and reported == [], reported
+    assert len(started) == 3 and "to be read again" in started[0] and "does not read the times" in started[1] \
+        and "more than half of some" in started[2], started
+    assert sorted(published) == sorted(public) and three.rows == len(public), f"{len(public - set(published))} lost"
+    assert four.status == "failed" and len(started_again) == 3 and len(failed) == 1, (started_again, failed)
+    assert failed[0].startswith("records pull failed (bos311:service-requests): the server leaves out up to") \
+        and failed[0].endswith("; the pull had started over 3 times already, and does not again: its previous "
+                               "records kept"), failed[0]
+    assert kept == published   # (the records of the pull before, whole)
 
 
 def test_a_service_code_the_server_refuses_is_taken_as_private_not_failing_the_pull(tmp_path, store, caplog):
