@@ -8,20 +8,18 @@ columns; distributions are the dataset's own export endpoints.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import quote
 
 from catalog import record as R
 from catalog.record import Notes
 from catalog.lazy import LazyModule
-from catalog.records import part_number
-from harvester.http import Entries, PermanentError, capped_json, dropped
-from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reported_total
+from harvester.http import Entries, PermanentError, ResponseTooLarge, capped_json, dropped
+from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reported_total, request_text
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
-from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, NotPullable, PagesOverlap, RecordSource,
-                               SameKeys, SourceChanged, count_changed, paged_tables, parquet_rows, same_rows,
-                               unique_fields)
+from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, NotPullable, PagesDisagree, PagesOverlap,
+                               RecordSource, SameKeys, SourceChanged, count_changed, paged_tables, parquet_rows,
+                               same_rows, unique_fields)
 
 pa, pq = LazyModule("pyarrow"), LazyModule("pyarrow.parquet")
 
@@ -220,45 +218,116 @@ class OdsRecords(RecordSource):
 
     @property
     def fingerprint(self) -> str:
-        read = "export" if self.export else f"records by {self.order['order_by']}"
+        # (pages asked from the row before each since session 46: a state of before, the offset of a
+        # page's first row, would now be asked from the row before it, and is not resumed from)
+        read = "export" if self.export else f"records by {self.order['order_by']}, each page from the row before"
         return f"{super().fingerprint}|{self.base}|{read}"
 
     def _get(self, params: dict) -> dict:
         return self.http.get_json(f"{self.base}/records", {**params, **self.order}, expect=_records_shape).data
 
-    def _page(self, params: dict, conversion: Conversion | None = None) -> Page:
-        data = self._get(params)
-        if data["total_count"] != self.expected_rows:   # (rows carry no key, in no order asked: any change moves them)
+    def _counted(self, asked: dict) -> list:
+        """The rows answered to the records request `asked`, its count checked: a count that is not
+        the one the pull began with (rows carry no key, in no order asked: any change moves them)
+        reads the pull again."""
+        data = self._get(asked)
+        if data["total_count"] != self.expected_rows:
             counted, self.expected_rows = self.expected_rows, data["total_count"]
-            raise count_changed(params, data["total_count"], counted)
-        self.row_keys.check(data["results"], params)
-        return Page(items=(conversion or self.conversion).table_from_rows(data["results"]), total=data["total_count"])
+            raise count_changed(asked, data["total_count"], counted)
+        self.row_keys.check(data["results"], asked)
+        return data["results"]
+
+    def _page(self, params: dict, reading: dict) -> Page:
+        """The page `params` names (its offset and limit: the rows it reads new). After the first,
+        each is asked with the row before it (offset − 1, limit + 1), and that row, dropped, must be
+        the last row read (`reading["read"]`, the rows read up to this page): rows carry no key, and a
+        row removed before the page and one added after it (the count unchanged) moves the page a row
+        on, one row never read; one added before and one removed after moves it a row back, one read
+        twice. Either way the row before is another: the pull is read again (SourceChanged). An answer
+        of rows read already, in their order (a stale cache, a portal ignoring the offset), fails the
+        pull (PagesDisagree). Pages are asked one at a time (paged_tables' one request in flight), so
+        `reading` is the rows read just before. A pull resumed has none yet: its first request, the
+        row before its resume point (PagedTables.row_before), is asked alone and is the row read."""
+        offset, limit = params["offset"], params["limit"]
+        before = reading["read"]
+        if not offset or before is None:
+            table = self.conversion.table_from_rows(self._counted(params))
+        else:
+            asked = {**params, "offset": offset - 1, "limit": limit + 1}
+            try:
+                rows = self._counted(asked)
+            except ResponseTooLarge:
+                if limit > 1:   # (the page is asked in smaller pages: paged_tables)
+                    raise
+                rows, asked = self._apart(params), {**params, "apart": True}
+            table = self._after(asked, rows, before, reading["answered"])
+        reading["read"] = _last_rows(before, table, PAGE_LIMIT)
+        reading["answered"] = table.num_rows + (offset > 0 and before is not None)
+        return Page(items=table, total=self.expected_rows)
+
+    def _apart(self, params: dict) -> list:
+        """A row whose answer with the row before it is over the response cap: the row asked alone
+        (over the cap alone, the pull fails: refuse_oversized), then the row before it alone (asked
+        after: rows that moved between the two requests show there too)."""
+        row = self._counted(params)
+        try:
+            return self._counted({**params, "offset": params["offset"] - 1, "limit": 1}) + row
+        except ResponseTooLarge:   # (read under the cap as the page before: it changed)
+            raise SourceChanged(f"the row before the page at {request_text(params)}, read before under the "
+                                "response cap, is over it now: the dataset changed as it was read") from None
+
+    def _after(self, asked: dict, rows: list, before: pa.Table, answered: int | None) -> pa.Table:
+        """The rows of the answer to `asked` after its first, which must be the last row `before`
+        ends with (converted apart: its bad values were counted when it was read). `answered`: the
+        rows of the answer before it."""
+        asked_text = request_text({k: v for k, v in asked.items() if k != "apart"})
+        if asked.get("apart"):
+            asked_text = f"{asked_text} and the row before it, each alone (together over the response cap)"
+        if rows and _same_row(Conversion(self.fields).table_from_rows(rows[:1]), before.slice(before.num_rows - 1)):
+            return self.conversion.table_from_rows(rows[1:])
+        answer = Conversion(self.fields).table_from_rows(rows)
+        # rows read already, up to the last (its first perhaps before the rows kept: a resumed pull's
+        # are the last part's last row group); the answer before ended there too: the same, if as many
+        if rows and (_ends(before, answer) or _ends(before, answer.slice(1))):
+            again = f"the same {len(rows)} rows as the page before" if len(rows) == answered else \
+                f"again the last {len(rows)} rows read before it"
+            raise PagesDisagree(f"the page at {asked_text} gave {again}: the portal repeats a page instead of "
+                                "paging on")
+        raise SourceChanged(f"the page at {asked_text} began with another row than the last read before it: rows "
+                            "moved between the pages as they were read (one removed before the page and one added "
+                            "after it, or one added before it and one removed after, the count unchanged)")
 
     def _shifted(self, params: dict):
         """The rows of a page's request from its second row on (its rows carry no key: see
-        paged_tables), converted apart so that their bad values are not counted twice."""
+        paged_tables), asked as they are and converted apart so that their bad values are not counted twice."""
         one_on = {**params, "offset": params["offset"] + 1, "limit": params["limit"] - 1}
-        return self._page(one_on, Conversion(self.fields)).items
+        return Conversion(self.fields).table_from_rows(self._counted(one_on))
 
     def batches(self, resume):
         if self.export is not None:
             return self.export.batches(resume)
-        paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, total=self.expected_rows)
-        return paged_tables(self._page, paginator, resume, shifted=self._shifted, columns=len(self.fields))
+        # (this reading's own: a request of a reading given up may still be answered)
+        reading = {"read": None, "answered": None}
+        paginator = OverlappingPages(PAGE_LIMIT - 1, max_window=OFFSET_WINDOW, total=self.expected_rows)
+        tables = paged_tables(lambda params: self._page(params, reading), paginator, resume, shifted=self._shifted,
+                              columns=len(self.fields))
+        staged_before = tables.staged_before
+
+        def resumed_after(rows: pa.Table) -> None:   # (the rows staged before a resume point, shown unmoved)
+            staged_before(rows)
+            reading["read"] = _last_rows(None, rows, PAGE_LIMIT)   # (a stale first page gives them again)
+        tables.staged_before = resumed_after
+        return tables
 
     def check_unchanged(self, staged_glob: str) -> None:
         """More rows staged than counted: rows carry no key to keep one of each, and every page
-        gave the count the pull began with (`_page`), so pages that overlapped (a sort that moved
-        between them, a row given again across a page boundary) or an export that repeats rows
+        gave the count the pull began with (`_counted`) and began with the last row read before it
+        (`_page`), so pages that overlapped otherwise or an export that repeats rows
         published duplicates, over the count (fewer: RowsMissing, pull_dataset's). The count is
         asked again: one that moved reads the pull again (SourceChanged), as a page's does; an
         export as many rows as it now counts is a later reading than the count (rows added between).
-        A count of the window's 10,000 an export was read for may stop there ("at least"): no over-count.
-        As many rows as counted: pages that began with the last row of the page before are checked
-        (_check_repeated_rows: a row added and one removed between two pages)."""
+        A count of the window's 10,000 an export was read for may stop there ("at least"): no over-count."""
         rows, counted = parquet_rows(staged_glob), self.expected_rows
-        if rows == counted and self.export is None:
-            self._check_repeated_rows(staged_glob)
         if rows <= counted or self.export is not None and counted == OFFSET_WINDOW:
             return
         now = self._get({"limit": 0})["total_count"]
@@ -273,46 +342,43 @@ class OdsRecords(RecordSource):
                            f"counts at its start and its end: {read} rows (rows carry no key to keep one of "
                            "each); the previous records are kept")
 
-    def _check_repeated_rows(self, staged_glob: str) -> None:
-        """Each page that began with the last row of the page before: the row just before it, asked
-        again, is that row where the two are alike neighbours (a table of repeated rows; a page stale
-        or overlapping gives more rows than counted, check_unchanged's); another row there now is rows
-        moved between the pages as they were read, a row read twice and one never: the pull is read
-        again (SourceChanged). A request a page that began so, none otherwise. Rows ordered by their
-        record id (`_id`) move between pages only as rows are added or removed: one added before the
-        page being read and one removed after it (the count unchanged at every page) gives the last row
-        of the page before again as its first, and the row added is never read: a right count, one row
-        twice. The pages are read from the staged parts, not kept as read: a pull cut short and
-        resumed checks the pages read before it stopped too, and the page it resumed at."""
-        for offset, row in _repeated_boundaries(staged_glob):
-            before = self._page({"offset": offset - 1, "limit": 1}, Conversion(self.fields)).items
-            if not _same_row(before, row):
-                raise SourceChanged(f"the page at offset={offset} began with the last row of the page before it, "
-                                    f"and the row before it is now another: rows moved between the pages as they "
-                                    f"were read (one added and one removed, the count unchanged), a row read twice "
-                                    f"and another never")
-
     def close(self) -> None:
         if self.export is not None:
             self.export.close()
 
 
-def _repeated_boundaries(staged_glob: str):
-    """(offset, the row before it) for each row staged at a page's start that is the row staged just
-    before it. Each page is written as row groups of its own (a writer's table makes new row groups)
-    and a resumed pull starts a part of its own, so every page begins a row group: the first row of each
-    group against the last of the group before (across parts) finds each such page, and perhaps a
-    group boundary inside a wide page between two alike rows of one answer (a request more, the same row)."""
-    last, offset = None, 0
-    for part in sorted(Path(staged_glob).parent.glob(Path(staged_glob).name), key=part_number):
-        staged = pq.ParquetFile(part)
-        for group in range(staged.num_row_groups):
-            rows = staged.read_row_group(group)
-            if not rows.num_rows:
-                continue
-            if last is not None and same_rows(rows.slice(0, 1), last):
-                yield offset, last
-            last, offset = rows.slice(rows.num_rows - 1), offset + rows.num_rows
+class OverlappingPages(OffsetPaginator):
+    """OdsRecords' pages by offset: a page's offset and limit are the rows it reads new, and each
+    after the first is asked from the row before it, one row more (OdsRecords._page): pages of
+    `limit` rows ask limit + 1. The first asks as many, none of them a row before: every request
+    alike in size (a portal that ignores the offset answers each the same). A page asks no further
+    than the API's window (offset + limit ≤ 10,000, the same as asked from the row before with one
+    more): after pages of another size (asked smaller, or sized by their bytes) the last ends there."""
+
+    def first(self) -> dict:
+        params = super().first()
+        return {**params, self.limit_param: params[self.limit_param] + 1}
+
+    def _params(self, offset: int) -> dict:
+        if self.max_window is None or offset >= self.max_window:
+            return super()._params(offset)
+        size = min(self.sizes.at(offset), self.max_window - offset)
+        return {**self.extra, self.offset_param: offset, self.limit_param: size}
+
+
+def _last_rows(read: pa.Table | None, page: pa.Table, most: int) -> pa.Table:
+    """The last `most` rows of `read` and then `page`."""
+    rows = page if read is None or read.schema != page.schema else pa.concat_tables([read, page])
+    return rows.slice(max(0, rows.num_rows - most))
+
+
+def _ends(read: pa.Table, answer: pa.Table) -> bool:
+    """Whether `answer`'s rows are the last of `read`, in order (NaN equal to NaN: same_rows)."""
+    try:
+        return answer.num_rows <= read.num_rows and \
+            same_rows(answer.cast(read.schema), read.slice(read.num_rows - answer.num_rows))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return False
 
 
 def _same_row(asked: pa.Table, staged: pa.Table) -> bool:

@@ -310,7 +310,11 @@ def test_a_dataset_whose_every_page_is_over_the_cap_costs_one_answer_over_it_not
     table, asked, dataset = pulled_whole(tmp_path, monkeypatch, case, rows, cap)
     assert sorted(table[case.key].to_pylist()) == sorted(keys)       # every row, once
     page, half = PAGE[kind], PAGE[kind] // 2
-    assert asked == [(0, page)] + [(n, half) for n in range(0, len(rows), half)]
+    if kind == "opendatasoft":   # (its pages after the first asked from the row before each: one row more, read again)
+        assert asked == [(0, page), (0, half)] + [(n - 1, half + 1) for n in range(half, len(rows), half)]
+        page -= 1   # (the pull's own page: the rows a page reads new)
+    else:
+        assert asked == [(0, page)] + [(n, half) for n in range(0, len(rows), half)]
     (source_id, message), = catalogue_rows(
         tmp_path, "SELECT source_id, message FROM harvest_errors WHERE stage = 'records' AND severity = 'warning' "
         "AND error_type = 'SmallerPages'")

@@ -170,8 +170,9 @@ def _selected(dataset: dict, literals: list[str]) -> dict:
 
 class StalePagePortal(OpenDataSoftPortal):
     """An ODS behind a stale cache: the records request `stale` (its query, e.g. offset and
-    limit) is answered once with the page before it at the size it asks (offset - limit), the
-    rows a pull read just before it."""
+    limit) is answered once with the page before it at the size it asks, the rows a pull read
+    just before it: each records page after the first is asked from the row before it, so the
+    page before ends at `offset` (offset - limit + 1)."""
 
     def __init__(self, *args, stale: dict[str, str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -180,5 +181,5 @@ class StalePagePortal(OpenDataSoftPortal):
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path.endswith("/records") and self.stale and all(query.get(k) == v for k, v in self.stale.items()):
             self.stale = None
-            query = {**query, "offset": str(int(query["offset"]) - int(query["limit"]))}
+            query = {**query, "offset": str(int(query["offset"]) - int(query["limit"]) + 1)}
         return super().route(path, query)

@@ -37,7 +37,8 @@ def test_records_pages_and_export(tmp_path, ods):
     first = table.sort_by("id").slice(0, 1).to_pylist()[0]
     assert first["geo_point_2d"] == "POINT (2.35 48.85)" and first["date"].hour == 7   # 08:00+01:00
     pages = [q for p, q, _ in portal.requests if p.endswith(f"{small}/records") and q.get("limit") != "0"]
-    assert [q["offset"] for q in pages] == ["0", "100", "200"] and all(q["limit"] == "100" for q in pages)
+    # (each page after the first asked from the row before it: 99 rows new a request)
+    assert [q["offset"] for q in pages] == ["0", "99", "198"] and all(q["limit"] == "100" for q in pages)
 
     big = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={large}")
     assert big.num_rows == 12_345 and len(set(big["id"].to_pylist())) == 12_345
@@ -105,7 +106,7 @@ def test_records_are_paged_by_the_record_id_order_the_portal_knows(tmp_path, acc
         asked = [(p.rsplit("/", 1)[-1], q) for p, q, _ in portal.requests if dataset_id in p]
     assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
     pages = [q for name, q in asked if name == "records" and q.get("limit") != "0"]
-    assert [q["offset"] for q in pages] == ["0", "100", "200"] and {q["order_by"] for q in pages} == set(accepted)
+    assert [q["offset"] for q in pages] == ["0", "99", "198"] and {q["order_by"] for q in pages} == set(accepted)
     assert not any(name == "jsonl" for name, _ in asked)
     counts = [q["order_by"] for name, q in asked if name == "records" and q.get("limit") == "0"]
     assert counts == (["_id"] if accepted == ("_id",) else ["_id", "recordid"])
@@ -157,7 +158,7 @@ def test_a_portal_that_ignores_the_offset_still_fails_the_pull(tmp_path, rows):
     assert not (tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}").exists()
     import duckdb
     message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
-    assert "offset=100" in message and "the same 100 rows as the page before" in message
+    assert "offset=99" in message and "the same 100 rows as the page before" in message
 
 
 def test_records_that_are_not_objects_keep_their_place_and_are_reported(tmp_path):
@@ -295,7 +296,7 @@ def test_a_field_renamed_while_the_dataset_is_read_fails_its_pull(tmp_path):
     failed, messages, folder = pull_failure(tmp_path, rows)
     assert failed == 1 and not folder.exists()
     assert "the columns changed while the dataset was read: the page at" in messages[0]
-    assert "offset=100" in messages[0] and "new: ['comptage']" in messages[0]
+    assert "offset=99" in messages[0] and "new: ['comptage']" in messages[0]
 
 
 def test_a_field_dropped_while_the_dataset_is_read_fails_its_pull(tmp_path):
@@ -334,7 +335,7 @@ def test_a_row_added_while_the_dataset_is_read_is_read_again_not_published_twice
     rows = counter_rows(250)
     with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
         def add_a_row_first(path, query):
-            if path.endswith("/records") and query.get("offset") == "100" and rows[0]["id"] != "new":
+            if path.endswith("/records") and query.get("offset") == "99" and rows[0]["id"] != "new":
                 rows.insert(0, {**rows[0], "id": "new"})
 
         portal.on_request = add_a_row_first
@@ -345,39 +346,87 @@ def test_a_row_added_while_the_dataset_is_read_is_read_again_not_published_twice
     assert sorted(ids.to_pylist()) == sorted(r["id"] for r in rows)   # each once, the new one too
     message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE error_type = "
                                               "'ChangedWhileRead'").fetchone()[0]
-    assert message == ("the page at offset=100, limit=100 counts 251 rows where the pull began with 250: rows were "
+    assert message == ("the page at offset=99, limit=100 counts 251 rows where the pull began with 250: rows were "
                        "added as it read them: the pull read it again"), message
 
 
 def test_a_row_added_and_another_removed_between_two_pages_is_read_again_not_published_twice(tmp_path):
     """A row added before the page being read and another removed after it, between two pages: every
     page counts 250, the pull gave 250 rows, and the last row of the first page was published twice, the
-    row added never (its rows carry no key). Ordered by their record id, rows move between pages only
-    so: the page beginning with the last row read before it, and the row before it now another, the pull
-    reads it again (a table of alike neighbours asks that row, and goes on)."""
+    row added never (its rows carry no key). Each page after the first is asked from the row before
+    it: that row is now another than the last read, and the pull reads it again, no request more."""
     import duckdb
     datasets = make_ods_datasets(2)
     rows = counter_rows(250)
     name = datasets[1]["dataset_id"]
     with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
         def one_added_one_removed(path, query):
-            if path.endswith("/records") and query.get("offset") == "100" and rows[0]["id"] != "new":
+            if path.endswith("/records") and query.get("offset") == "99" and rows[0]["id"] != "new":
                 rows.insert(0, {**rows[0], "id": "new"})
                 rows.pop()
 
         portal.on_request = one_added_one_removed
         db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
-        asked = [q for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") == "1"]
+        asked = [q["offset"] for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
     report = json.loads(result.output)["portals"][0]
     assert (report["records_pulled"], report["record_rows"]) == (1, 250), result.output
     ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={name}")["id"].to_pylist()
     assert sorted(ids) == sorted(r["id"] for r in rows) and len(set(ids)) == 250   # each once, the new one too
-    assert [q["offset"] for q in asked] == ["99"]
+    assert asked == ["0", "99", "0", "99", "198"]   # (read again from its start)
     message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE error_type = "
                                               "'ChangedWhileRead'").fetchone()[0]
-    assert message == ("the page at offset=100 began with the last row of the page before it, and the row before it "
-                       "is now another: rows moved between the pages as they were read (one added and one removed, "
-                       "the count unchanged), a row read twice and another never: the pull read it again"), message
+    assert message == ("the page at offset=99, limit=100 began with another row than the last read before it: rows "
+                       "moved between the pages as they were read (one removed before the page and one added after "
+                       "it, or one added before it and one removed after, the count unchanged): the pull read it "
+                       "again"), message
+
+
+def test_a_row_removed_before_a_page_and_one_added_after_it_is_read_again_not_lost(tmp_path):
+    """A row removed before the page being read and one added after it, between two pages: every
+    page counts 250, the pull gave 250 rows, and the row that moved back into the page before was
+    never read (the row added read, nothing repeated to notice): published one row short of the
+    dataset, the count met. Each page after the first is asked from the row before it, which is then
+    another than the last row read: the pull reads it again, and publishes every row once."""
+    import duckdb
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(250)
+    name = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
+        def one_removed_one_added(path, query):   # (at the second page, whatever its offset)
+            if path.endswith("/records") and query.get("offset") not in (None, "0") and rows[0]["id"] == "c000000":
+                del rows[0]
+                rows.append({**rows[-1], "id": "new"})
+
+        portal.on_request = one_removed_one_added
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+        asked = [q for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"]) == (1, 250), result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={name}")["id"].to_pylist()
+    assert sorted(ids) == sorted(r["id"] for r in rows) and "c000100" in ids and "new" in ids
+    assert len(asked) == 5 and all(q["limit"] == "100" for q in asked)   # (the pull read again: no request more)
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE error_type = "
+                                              "'ChangedWhileRead'").fetchone()[0]
+    assert message.startswith("the page at offset=99, limit=100 began with another row than the last read"), message
+
+
+def test_alike_neighbouring_rows_across_a_page_boundary_are_no_change_and_cost_no_request(tmp_path):
+    """Rows 98-101 alike (a count repeated), across the first page's end: the row before the second
+    page, asked with it, is the last row read and the one after it alike. Nothing moved: no reading
+    again, no warning, the rows published as served, and no request but the pages' (a page that began
+    with the last row read cost a request more, the row before it asked alone)."""
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(250)
+    rows[98:102] = [dict(rows[98]) for _ in range(4)]
+    name = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+        asked = [q for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"], report["warnings"]) == (1, 250, 0), result.output
+    table = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={name}")
+    assert table["id"].to_pylist() == [r["id"] for r in rows]
+    assert len(asked) == 3 and all(q["limit"] == "100" for q in asked)
 
 
 def test_a_stale_page_of_rows_read_already_fails_the_pull_and_is_never_staged(tmp_path, monkeypatch):
@@ -393,13 +442,13 @@ def test_a_stale_page_of_rows_read_already_fails_the_pull_and_is_never_staged(tm
     rows = [{**row, "id": f"{row['id']}-" + "p" * 60} for row in counter_rows(200)]   # ~150 bytes a row
     rows[120]["id"] += "w" * 20_000          # a page of 100 holding it is over the cap, one of 50 is not
     monkeypatch.setenv("CIVICAT_HTTP_MAX_BYTES", str(20_000 + 100 * 150 * 3 // 4))
-    with StalePagePortal(datasets, records={name: rows}, stale={"offset": "100", "limit": "50"}) as portal:
+    with StalePagePortal(datasets, records={name: rows}, stale={"offset": "99", "limit": "51"}) as portal:
         def staged_before_the_stale_page(db):
             staged = pq.read_table(RecordsLayout.beside(db).staging("paris", name) / "parts")
             assert staged["id"].to_pylist() == [r["id"] for r in rows[:100]]
 
         message = pulls_past_a_stale_page(tmp_path, portal, name, rows, staged_before_the_stale_page)
-    assert "offset=100, limit=50 gave again the last 50 rows read before it" in message, message
+    assert "offset=99, limit=51 gave again the last 51 rows read before it" in message, message
 
 
 def pulls_past_a_stale_page(tmp_path, portal: StalePagePortal, name: str, rows: list, check_failed=None) -> str:
@@ -428,10 +477,10 @@ def test_a_stale_page_after_repeated_rows_shown_real_fails_the_pull(tmp_path):
     rows before it is checked so."""
     datasets = make_ods_datasets(2)
     name = datasets[1]["dataset_id"]
-    rows = counter_rows(100) * 2 + counter_rows(400)[200:]
-    with StalePagePortal(datasets, records={name: rows}, stale={"offset": "300", "limit": "100"}) as portal:
+    rows = counter_rows(99) * 3 + counter_rows(400)[297:]   # (pages of 99 rows new: rows 100-198 those of 1-99)
+    with StalePagePortal(datasets, records={name: rows}, stale={"offset": "297", "limit": "100"}) as portal:
         message = pulls_past_a_stale_page(tmp_path, portal, name, rows)
-    assert "offset=300, limit=100 gave the same 100 rows as the page before" in message, message
+    assert "offset=297, limit=100 gave the same 100 rows as the page before" in message, message
 
 
 class OverlappingPagesPortal(OpenDataSoftPortal):
@@ -464,19 +513,29 @@ def over_count_failure(tmp_path, portal, name: str, given: str, counted: str, re
 def test_pages_that_overlap_fail_the_pull_not_publish_duplicates(tmp_path, rows):
     """Rows 0-99, 99-198 and 199-249 (the second page's first row the last of the first, NaN or
     not): no page repeats the rows before it, every page counts 250, and 251 rows were published,
-    row 99 twice (only twice the count and a million more stopped a pull). The pull fails naming
-    the dataset, nothing staged is kept, and the next pull, the pages right again, reads it whole once."""
+    row 99 twice (only twice the count and a million more stopped a pull). Each page after the first
+    asked from the row before it, such a page begins a row earlier still, with a row read before the
+    last: rows moved as they were read, and again when read again. The pull fails naming the
+    dataset, nothing staged is kept, and the next pull, the pages right again, reads it whole once."""
+    import duckdb
     datasets = make_ods_datasets(2)
     name = datasets[1]["dataset_id"]
     folder = tmp_path / "records" / "portal=paris" / f"dataset={name}"
     with OverlappingPagesPortal(datasets, records={name: rows}) as portal:
-        over_count_failure(tmp_path, portal, name, "251", "250", "its pages repeat")
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert not folder.exists() and not any((tmp_path / "records").rglob("*.parquet"))
+    with duckdb.connect(str(db)) as con:
+        message, = con.execute("SELECT message FROM harvest_errors WHERE stage = 'records' AND severity = 'error'").fetchone()
+    moved = "the page at offset=99, limit=100 began with another row than the last read before it"
+    assert message.startswith(f"records pull failed (paris:{name}): the dataset changed while it was read, twice: "
+                              f"first {moved}") and f"read again, {moved}" in message, message
     with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
         _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
         pages = [q["offset"] for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
     assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
     assert pq.read_table(folder)["id"].to_pylist() == [r["id"] for r in rows]
-    assert pages == ["0", "100", "200"]   # (read again from its start: the staged rows were not resumed from)
+    assert pages == ["0", "99", "198"]   # (read again from its start: the staged rows were not resumed from)
 
 
 class RepeatingExportPortal(OpenDataSoftPortal):
