@@ -620,7 +620,7 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
         try:
             con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
             break
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, *_log_unreadable()) as exc:
             if "replaying WAL" not in str(exc) and not not_this_files_log(exc):   # (an older one's: said without)
                 raise
             try:
@@ -629,9 +629,11 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
             except CatalogueBeingWritten:
                 raise CatalogueBeingWritten(f"{db_path}: its last write was cut short and a harvest is writing it "
                                             "now (it recovers the catalogue); try again when it ends") from exc
-            except CatalogueReplaced:   # (another file at the path since: read as the first was, from its open)
-                if last:
-                    raise
+            except CatalogueReplaced as replaced:   # (another file at the path since: read as the first was)
+                if last:   # (replaced again: a program putting files there still; until session 46 a traceback)
+                    raise CatalogueReplaced(f"{replaced}, twice as this reader recovered it (a killed writer's log "
+                                            "to replay): nothing read, nothing written; run again once the file "
+                                            "there stays") from None
                 continue
             con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
             break
@@ -697,14 +699,33 @@ def checkpoint_wal(db_path: str | Path, checked: os.stat_result | None = None) -
     try:
         with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
             writer.execute("CHECKPOINT")
-    except duckdb.IOException as exc:
-        if not not_this_files_log(exc) or not _set_aside_not_its_log(db_path, found, f"DuckDB refused it: {exc}"):
+    except (duckdb.IOException, *_log_unreadable()) as exc:
+        if not not_this_files_log(exc) or not _set_aside_not_its_log(db_path, found, f"DuckDB {_did(exc)}: {exc}"):
             raise
 
 
+# the errors DuckDB 1.5 ends a replay with where it cannot read the log at all, neither the file system's
+# (an IOException: no room, no permission) nor memory's: a log in an older DuckDB's format, which names no
+# database (DuckDB 1.5 cannot tell it is another's), applied to this file ("INTERNAL Error: Failure while
+# replaying WAL …: Calling DatabaseManager::GetDefaultDatabase with no default database set"; by an ATTACH,
+# "Catalog Error: … Table with name … does not exist"). The process goes on: only that open failed
+def _log_unreadable() -> tuple[type[Exception], ...]:
+    import duckdb   # (here: catalog.lock is imported by commands that never open DuckDB)
+
+    return duckdb.InternalException, duckdb.CatalogException
+
+
 def not_this_files_log(exc: Exception) -> bool:
-    """DuckDB refused the catalogue's write-ahead log as not the file's (_NOT_THIS_FILES_LOG)."""
+    """DuckDB refused the catalogue's write-ahead log as not the file's (_NOT_THIS_FILES_LOG), or could not
+    replay it at all (_log_unreadable: until session 46 it was not set aside, and every writer, export and
+    reader of the catalogue failed on it, readers with a traceback, until the user took it away)."""
+    if isinstance(exc, _log_unreadable()):
+        return "Failure while replaying WAL" in str(exc)
     return any(said in str(exc) for said in _NOT_THIS_FILES_LOG)
+
+
+def _did(exc: Exception) -> str:
+    return "refused it" if any(said in str(exc) for said in _NOT_THIS_FILES_LOG) else "could not read it"
 
 
 def _set_aside_not_its_log(db_path: Path, found: os.stat_result | None, why: str) -> bool:

@@ -2687,12 +2687,14 @@ def _open(opener, db_path: Path):
     """A reader's connection; exit 2 without a catalogue, 1 while another process writes it."""
     import duckdb
 
-    from catalog.lock import CatalogueBeingWritten, file_locked, file_writer
+    from catalog.lock import CatalogueBeingWritten, CatalogueReplaced, file_locked, file_writer
     from catalog.versions import CatalogueTooNew, NotACatalogue
 
     try:
         return opener(db_path)
     except (FileNotFoundError, NotACatalogue) as exc:   # (no usage line: nothing was mistyped)
+        raise Refused(str(exc)) from None
+    except CatalogueReplaced as exc:   # (as its recovery ran, again and again: until session 46 a traceback)
         raise Refused(str(exc)) from None
     except CatalogueTooNew as exc:   # export: putting right what a killed pull left is a write (migrate)
         raise _cannot_open(db_path, exc) from None

@@ -1080,6 +1080,24 @@ def runs_named(db, run_id):
         return con.execute("SELECT count(*) FROM harvest_runs WHERE run_id = ?", [run_id]).fetchone()[0]
 
 
+def a_killed_writer_s_log_beside_a_backup_put_back(config, db):
+    """A catalogue harvested at `db`, its backup taken, harvested again (a checkpoint after the backup), then a
+    writer killed after a commit (its log at `<db>.wal`) and the user's restore: the catalogue moved aside as
+    `<db>.crashed`, the backup put in its place (real processes)."""
+    import subprocess
+    import sys
+
+    assert harvest(config, db).exit_code == 0
+    backup, _ = backup_of(db)
+    assert harvest(config, db).exit_code == 0   # (the catalogue's next checkpoint: the backup is from before it)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ITS_COMMIT, str(db)], capture_output=True, text=True,
+                            timeout=120)
+    assert (killed.returncode, killed.stdout) == (-9, "committed\n"), killed.stderr
+    put_back = subprocess.run([sys.executable, "-c", MOVES_IT_ASIDE_AND_PUTS_BACK, str(db), str(backup)],
+                              capture_output=True, text=True, timeout=120)
+    assert (put_back.returncode, put_back.stdout) == (0, "put back\n"), put_back.stderr
+
+
 def test_the_log_of_a_killed_writer_beside_a_backup_put_back_after_it_is_set_aside_not_overwritten(
         tmp_path, portal, config, caplog):
     """A writer is killed after a commit (its log, `c.duckdb.wal`, holds it); the user moves the catalogue aside
@@ -1089,22 +1107,11 @@ def test_the_log_of_a_killed_writer_beside_a_backup_put_back_after_it_is_set_asi
     user took the log away. Now the writer moves it to `c.duckdb.wal.of-a-replaced-file-…`, says so, and runs:
     that log beside the catalogue moved aside reads the killed writer's commit. (Real processes: the writer
     killed, the backup put back.)"""
-    import subprocess
-    import sys
-
     db = tmp_path / "data" / "c.duckdb"
-    assert harvest(config, db).exit_code == 0
-    backup, restored = backup_of(db)
-    assert harvest(config, db).exit_code == 0   # (the catalogue's next checkpoint: the backup is from before it)
-    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ITS_COMMIT, str(db)], capture_output=True, text=True,
-                            timeout=120)
-    assert (killed.returncode, killed.stdout) == (-9, "committed\n"), killed.stderr
+    a_killed_writer_s_log_beside_a_backup_put_back(config, db)
     log = db.with_name("c.duckdb.wal")
     written = log.read_bytes()
     assert written
-    put_back = subprocess.run([sys.executable, "-c", MOVES_IT_ASIDE_AND_PUTS_BACK, str(db), str(backup)],
-                              capture_output=True, text=True, timeout=120)
-    assert (put_back.returncode, put_back.stdout) == (0, "put back\n"), put_back.stderr
     result = harvest(config, db)
     assert result.exit_code == 0, result.output
     aside = list(db.parent.glob("c.duckdb.wal.of-a-replaced-file-*"))
@@ -1146,3 +1153,118 @@ def test_the_log_of_an_overlap_whose_close_fails_to_checkpoint_after_its_catalog
     with duckdb.connect(str(db), read_only=True) as con:   # (main: this run's delete replayed into the backup)
         assert con.execute("SELECT uid FROM overlap_groups").fetchall() == [("gone:abcd-1234",)]
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+
+
+# another program's database, in an older DuckDB's storage format (DuckDB 1.0's: its log names no database), killed
+# after a commit: its log, `<path>.wal`, left beside it
+OLDER_FORMAT_KILLED_AFTER_ITS_COMMIT = """import os, signal, sys
+import duckdb
+con = duckdb.connect(sys.argv[1], config={"storage_compatibility_version": "v1.0.0"})
+con.execute("CREATE TABLE readings (station VARCHAR, value DOUBLE)")
+con.execute("CHECKPOINT")
+con.execute("INSERT INTO readings VALUES ('north', 4.2)")
+print("committed", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def an_older_format_log_beside(db):
+    """The log of another program's older-format database killed at `db`'s path (a real process), left beside the
+    catalogue as the user moves that database aside and puts the catalogue back; the log's bytes."""
+    import subprocess
+    import sys
+
+    catalogue = db.with_name("c.duckdb.kept")
+    db.rename(catalogue)
+    killed = subprocess.run([sys.executable, "-c", OLDER_FORMAT_KILLED_AFTER_ITS_COMMIT, str(db)],
+                            capture_output=True, text=True, timeout=120)
+    assert (killed.returncode, killed.stdout) == (-9, "committed\n"), killed.stderr
+    put_back = subprocess.run([sys.executable, "-c", MOVES_IT_ASIDE_AND_PUTS_BACK, str(db), str(catalogue)],
+                              capture_output=True, text=True, timeout=120)
+    assert (put_back.returncode, put_back.stdout) == (0, "put back\n"), put_back.stderr
+    return db.with_name("c.duckdb.wal").read_bytes()
+
+
+def test_a_log_duckdb_cannot_read_at_all_is_set_aside_by_a_reader_and_the_harvest_after_it_runs(
+        tmp_path, portal, config, caplog):
+    """A log DuckDB 1.5 cannot replay at all beside the catalogue (an older DuckDB format's, of another database:
+    such a log names no database, so DuckDB applies it and fails, "INTERNAL Error: Failure while replaying WAL …").
+    On main every reader ended on it in a traceback (exit 1) and every writer too, until the user took the log away.
+    Now the reader that meets it first sets it aside as a log DuckDB refuses is (named, with how to read it) and
+    reads the catalogue; a harvest in the same process after it runs (the failed open left DuckDB usable)."""
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    written = an_older_format_log_beside(db)
+    caplog.set_level("WARNING", logger="civicat")
+    read = invoke("sql", "--db", str(db), "SELECT count(*) AS runs FROM harvest_runs")
+    assert read.exit_code == 0, (read.output, read.exception)   # (main: 1, InternalException's traceback)
+    assert "runs" in read.output and "1" in read.output, read.output
+    [aside] = db.parent.glob("c.duckdb.wal.of-a-replaced-file-*") or [None]
+    assert aside is not None and aside.read_bytes() == written and not db.with_name("c.duckdb.wal").exists()
+    said = " ".join(" ".join(r.getMessage() for r in caplog.records if r.name == "civicat").split())
+    assert f"is not the log of the file at {db} (DuckDB could not read it: " in said, said
+    assert "Failure while replaying WAL" in said and f"moved to {aside}" in said, said
+    assert harvest(config, db).exit_code == 0
+    assert runs_named(db, "the-killed-run") == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM harvest_runs").fetchone()[0] == 2
+
+
+def test_a_log_duckdb_cannot_read_at_all_is_set_aside_by_the_next_harvest(tmp_path, portal, config, caplog):
+    """As above, the next writer first: on main `harvest` ended on DuckDB's INTERNAL error (exit 1, a
+    traceback), as every harvest after it would; now it sets the log aside, says so, and harvests."""
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    written = an_older_format_log_beside(db)
+    caplog.set_level("WARNING", logger="civicat")
+    result = harvest(config, db)
+    assert result.exit_code == 0, (result.output, result.exception)
+    [aside] = db.parent.glob("c.duckdb.wal.of-a-replaced-file-*") or [None]
+    assert aside is not None and aside.read_bytes() == written
+    said = " ".join(" ".join(r.getMessage() for r in caplog.records if r.name == "civicat").split())
+    assert f"is not the log of the file at {db} (DuckDB could not read it: " in said, said
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM harvest_runs").fetchone()[0] == 2
+    # the database that log was written for reads it, put back beside it
+    other = db.with_name("c.duckdb.crashed")
+    shutil.copyfile(aside, other.with_name("c.duckdb.crashed.wal"))
+    with duckdb.connect(str(other), read_only=True) as con:
+        assert con.execute("SELECT * FROM readings").fetchall() == [("north", 4.2)]
+
+
+@pytest.mark.parametrize("reader", [["runs"], ["search", "calls"], ["sql", "SELECT count(*) FROM harvest_runs"]])
+def test_a_catalogue_replaced_twice_as_a_reader_recovers_it_ends_with_a_message_not_a_traceback(
+        tmp_path, portal, config, monkeypatch, reader):
+    """A reader whose read-only open cannot replay the catalogue's log recovers it under the writer lock, writing
+    only the file its open found; a file put at the path meanwhile is opened afresh. Should that one be replaced
+    too (a program putting files there still: here a real process renames a copy of the backup over the path at
+    each of the reader's two recoveries), main raised CatalogueReplaced out of `runs` and `search` as a traceback
+    (exit 1; `sql` said it as a query that failed, exit 1). Now each ends exit 2 naming the file, nothing read or
+    written, as a writer does."""
+    import subprocess
+    import sys
+
+    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
+
+    db = tmp_path / "data" / "c.duckdb"
+    a_killed_writer_s_log_beside_a_backup_put_back(config, db)   # (its log refused by the backup)
+    acquire, ran = WriterLock.acquire, []
+
+    def taken_as_another_copy_is_put_there(self):
+        acquire(self)
+        another = tmp_path / f"copy-{len(ran)}.duckdb"
+        shutil.copyfile(db, another)
+        done = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(another)],
+                              capture_output=True, text=True, timeout=120)
+        ran.append((done.returncode, done.stdout.strip()))
+
+    monkeypatch.setattr(WriterLock, "acquire", taken_as_another_copy_is_put_there)
+    log = db.with_name("c.duckdb.wal").read_bytes()
+    read = invoke(reader[0], "--db", str(db), *reader[1:])
+    assert ran == [(0, "replaced"), (0, "replaced")]
+    assert read.exit_code == 2, (read.output, read.exception)   # (main: 1, CatalogueReplaced's traceback; sql's said)
+    said = " ".join(read.output.split())
+    assert f"Error: {db} was replaced by another file after this run checked it was the catalogue, twice as this " \
+           "reader recovered it" in said, said
+    assert "nothing read, nothing written; run again once the file there stays" in said
+    assert db.with_name("c.duckdb.wal").read_bytes() == log   # (left for the file it was written for)
