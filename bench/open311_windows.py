@@ -11,6 +11,7 @@ thins every cut answer and ignores `page` (its real P never shows). No HTTP: the
 time, is the figure.
 
     python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300] [--whole-days 200 [--pages-deep 2]]
+                                    [--minute-apart 30 [--pages-deep 2]]
                                     [--page-ignored 100] [--private-type 10] [--partly-private 10]
 
 `--bursts N`: N seeded cities of bursts (requests lost and asked, two pulls in turn, summed).
@@ -18,6 +19,8 @@ time, is the figure.
 portal's; the end's day left out or included; cut pages thinned in odd weeks), read by whole days:
 requests lost, published twice, asked, and the pulls that failed, summed; `--pages-deep D`: from servers
 giving no page after page D, and the days the pulls named as kept short (`RequestsUnread`).
+`--minute-apart DAYS`: a city of a request a minute from servers reading whole days, read from times as a
+first pull is (started over by whole days once shown), with `--pages-deep D` too: read, asked, windows named.
 `--page-ignored N`: the same cities from servers that also ignore `page` (pages of 50, 200 or 1,000),
 their cut pages thinned in every week, after one city whose days are each over P (400 a day). Their
 requests have a status (one in 6 open) and one of 40 service codes (one in 20 a code services.json does
@@ -35,7 +38,7 @@ from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from harvester.portals.open311 import Windows
+from harvester.portals.open311 import IgnoresTimes, Windows
 from harvester.records import RecordsError, StartsOver
 
 HOURS = [0.2] * 7 + [1.0, 1.8, 2.0, 2.0, 1.8, 1.6, 1.8, 1.8, 1.6, 1.4, 1.0] + [0.6] * 6   # each hour's share
@@ -270,6 +273,34 @@ def read_by_days(public: list[dict], answer, start: datetime, days: int, zone, p
     return read, unread, asked + windows.asked, error
 
 
+def minute_apart_cost(days: int, pages_deep: int | None = None) -> None:
+    """A city of a request every minute for `days` days, from servers reading whole days (their zone UTC's or
+    New York's, the end's day left out or included; pages of 50, `page` read, `pages_deep` deep at most), read
+    as a first pull reads: by times until a check shows the server does not read them, then (started over) by
+    whole days of UTC. Page 1 of a second before a midnight is the day's last 50 requests, made within the hour:
+    before session 46 a server leaving the end's day out was read second by second. Requests read (of those
+    made), asked, the windows named kept short (one-second or one-day), the pulls started over."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    moments = [start + timedelta(minutes=n) for n in range(days * 1440)]
+    print("| server's days | end's day | read | asked | seconds named | days named | started over |")
+    print("|---|---|---|---|---|---|---|")
+    for days_in in ("UTC", "New York"):
+        for inclusive in (False, True):
+            public, answer = whole_days_server(moments, 50, thinned=0.0, inclusive=inclusive, days_in=ZONES[days_in],
+                                               pages_deep=pages_deep)
+            windows, read, asked, over = Windows(answer, start, start + timedelta(days=days)), set(), 0, "no"
+            try:
+                read.update(r["service_request_id"] for batch, _ in windows for r in batch)
+            except IgnoresTimes:   # (as RequestsRecords: started over by whole days, what was read dropped)
+                asked, over = windows.asked, "yes"
+                windows = Windows(answer, start, start + timedelta(days=days), days=True)
+                read.update(r["service_request_id"] for batch, _ in windows for r in batch)
+            named = [message.split(" at ")[0] for message in windows.short]
+            print(f"| {days_in} | {'included' if inclusive else 'left out'} | {len(read):,} of {len(public):,} | "
+                  f"{asked + windows.asked:,} | {named.count('the one second'):,} | {named.count('the one day'):,} | "
+                  f"{over} |")
+
+
 def page_ignored_city(parts: bool = True) -> None:
     """w33's city: 400 requests a day for 10 days, from a server that reads New York's days (the
     portal's zone UTC, the end's day left out), ignores `page`, cuts at 50 and then leaves out 8 of
@@ -407,8 +438,10 @@ def main() -> None:
                         help="rare public codes lost beside a private service type, of N cities per row")
     parser.add_argument("--partly-private", type=int, metavar="N",
                         help="a code made private lately, rare before, beside a private service type, of N cities per row")
+    parser.add_argument("--minute-apart", type=int, metavar="DAYS",
+                        help="a request a minute for DAYS days from servers reading whole days, read from times")
     parser.add_argument("--pages-deep", type=int, metavar="D",
-                        help="--whole-days: servers giving no page after page D (the days named kept short, summed)")
+                        help="--whole-days, --minute-apart: servers giving no page after page D (the days named kept short, summed)")
     parser.add_argument("--no-parts", action="store_true",
                         help="--page-ignored: days in doubt not read by status and service codes (before session 35)")
     args = parser.parse_args()
@@ -417,6 +450,9 @@ def main() -> None:
         return
     if args.partly_private:
         partly_private_cost(args.partly_private)
+        return
+    if args.minute_apart:
+        minute_apart_cost(args.minute_apart, args.pages_deep)
         return
     if args.whole_days:
         whole_days_cost(args.whole_days, pages_deep=args.pages_deep)

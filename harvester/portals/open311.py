@@ -1009,11 +1009,19 @@ class Windows:
                               "day of it: the "
                               "server does not read start_date/end_date, and its requests cannot be read window by "
                               "window")
-        if seconds and max(seconds) - min(seconds) > end - start + SPREAD and not self.days:
-            raise IgnoresTimes(f"the window at {self._sent(start, end)} was answered with requests made from "
-                               f"{_stamp(min(seconds), self.zone)} to {_stamp(max(seconds), self.zone)}, further apart "
-                               f"than the window is wide: {IGNORES_TIMES}")
+        if seconds:
+            self._within_width(start, end, min(seconds), max(seconds))
         return requests
+
+    def _within_width(self, start: datetime, end: datetime, low: datetime, high: datetime, pages: int = 1) -> None:
+        """IgnoresTimes where the requests the window [start, end) was answered with, over `pages` of
+        it, were made from `low` to `high`, further apart than it is wide (by more than SPREAD): a
+        server that reads the days asked but not their times (not by whole days: a day's requests)."""
+        if high - low > end - start + SPREAD and not self.days:
+            over = f", over {pages} pages," if pages > 1 else ""
+            raise IgnoresTimes(f"the window at {self._sent(start, end)} was answered{over} with requests made from "
+                               f"{_stamp(low, self.zone)} to {_stamp(high, self.zone)}, further apart than the "
+                               f"window is wide: {IGNORES_TIMES}")
 
     def _checked(self, start: datetime, end: datetime, requests: list) -> bool | datetime | None:
         """Whether an answer as large as the largest yet held its whole window (P unknown):
@@ -1149,9 +1157,20 @@ class Windows:
         a later page of requests all on its earlier pages (a stale or repeated page)."""
         self.taken_at, self.one_answer = None, False
         pages = [self._ask(start, end) if first is None else first]
+        seconds = [moment for moment in map(_second, pages[0]) if moment is not None]
+        low, high = min(seconds, default=None), max(seconds, default=None)
         while pages[-1]:
             # (page 2 of a server shown to answer it with the first page, twice: the first again, not asked)
             page = pages[0] if len(pages) == 1 and self.first_page_again else self._ask(start, end, len(pages) + 1)
+            # every page's requests made within the window's width, as the first's (_made_within): a server
+            # reading whole days, the end's day left out, answered a second before a midnight with its day,
+            # page 1 the day's last 50 requests, made within an hour where they come a minute apart: the
+            # pull read a day's pages second by second, and where the server pages no deeper named the
+            # second as kept short, where the day was
+            seconds = [moment for moment in map(_second, page) if moment is not None]
+            if seconds:
+                low, high = min(seconds + [low] * bool(low)), max(seconds + [high] * bool(high))
+                self._within_width(start, end, low, high, len(pages) + 1)
             if len(pages) > 1 and page and set(_ids(page)) <= {key for seen in pages for key in _ids(seen)}:
                 return None
             if len(pages) == 1 and page and _ids(page) == _ids(pages[0]):

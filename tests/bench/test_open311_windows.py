@@ -93,3 +93,13 @@ def test_the_private_type_cities_server_leaves_the_private_code_out_after_the_cu
     private_type_cost(1)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "%" in line]
     assert len(rows) == 12 and all(len(row.split("|")) == 10 for row in rows)   # (a fifth to two thirds)
+
+
+def test_a_city_of_a_request_a_minute_from_servers_reading_whole_days_names_days_not_seconds(capsys):
+    # page 1 of a second before a midnight, the day's last 50 requests, spans under an hour: a server leaving
+    # the end's day out was read second by second, and (paging two deep) named "the one second at …" where the
+    # day was kept short; its pages together span the day: read by whole days, each day named
+    from bench.open311_windows import minute_apart_cost
+    minute_apart_cost(3, pages_deep=2)
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert len(rows) == 4 and all(row[4] == "0" and row[-1] == "yes |" for row in rows), rows

@@ -442,6 +442,39 @@ def test_a_server_paging_two_deep_is_asked_so_once_a_pull_not_each_capped_day(tm
     assert len(deeper) == 5, deeper   # (two days asked both spans; the third, the days before, shows the cap)
 
 
+def a_minute_apart(days: int, start: datetime) -> list[dict]:
+    """A city's requests for `days` days from `start`, one every minute, all open."""
+    return [{"service_request_id": f"m-{n}", "status": "open", "requested_datetime": _stamp(start + timedelta(minutes=n))}
+            for n in range(days * 1440)]
+
+
+@pytest.mark.parametrize("last_page", [None, 2], ids=["pages-whole", "pages-two-deep"])
+def test_a_server_reading_whole_days_is_noticed_by_a_seconds_pages_where_requests_come_a_minute_apart(tmp_path, store,
+                                                                                                         last_page):
+    """A server that reads whole days, the end's day left out, a city of a request a minute (3 days): a window
+    within a day is answered with nothing, and the one second before a midnight with that day, page 1 its last
+    50 requests, made within an hour — no sign by the first page. The pull read each day's pages second by
+    second (300 requests for 3 days, by whole days 220); from a server paging two deep it named "the one
+    second at 2024-01-01T23:59:59Z" as kept short, where the day was. A second's later pages hold requests
+    made further apart than the window is wide, as its first would: the pull reads whole days, each day
+    named where it is kept short."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+    with Open311Portal(services=JSON_SERVICES, requests=a_minute_apart(3, start), whole_days=True,
+                       last_page=last_page) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=3), since=start)
+        result = pulled_into(layout, store.con, source)
+        asked = [q for p, q, _ in portal.requests if p == "/requests.json"]
+    assert source.whole_days
+    if last_page is None:
+        assert result.rows == 3 * 1440 and not source.short
+        assert len(asked) <= 240, len(asked)   # (by seconds: 300)
+    else:
+        assert result.rows == 300 and [message[:36] for message in source.short] == [
+            f"the one day at start_date=2024-01-{day:02d}" for day in range(1, 4)], source.short
+
+
 class FailsPastACheckedDay(Open311Portal):
     """Once asked whether it pages past its `last_page` over the 90 days up to `day` (a midnight) or from it,
     answers every later window (a page 1 from the day after `day` on) HTTP 400: a pull that fails after
