@@ -581,17 +581,20 @@ def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     beside = con.cursor()   # (it starts in the connection's default database)
     stop = threading.Event()     # one side failed: the other starts no further table
     ours_done = threading.Event()
-    # interrupts our query when the other side fails; joined before `con` is used again, so
-    # that no late interrupt hits a statement after the build
-    watcher = threading.Thread(target=lambda: _interrupt_until(con, ours_done.is_set), name="civicat-search-stop")
+    builder = threading.current_thread()
     try:
         beside.execute(f"USE {_current_database(con)}")
         beside.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
 
-        def on_aside_done(done) -> None:   # (in the main thread if it failed at once)
+        def on_aside_done(done) -> None:
             if done.exception() is not None:
                 stop.set()
-                watcher.start()
+                # Interrupts our query, from the pool's thread (not one started here: joining that
+                # raced its start, and its error hid the table's). The pool's shutdown waits for
+                # it, so no late interrupt hits a statement after the build. In our own thread if
+                # it failed at once: ours has not begun, and the stop is enough.
+                if threading.current_thread() is not builder:
+                    _interrupt_until(con, ours_done.is_set)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-search") as pool:
             aside = pool.submit(_build_tables, beside, BESIDE, params, stop)
@@ -614,9 +617,6 @@ def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:
                 except BaseException:   # (a stop as we wait for it, outside any statement: likewise)
                     _stop_aside(stop, beside, aside)
                     raise
-                finally:
-                    if watcher.ident is not None:
-                        watcher.join()
             aside.result()
     finally:
         beside.close()

@@ -380,6 +380,55 @@ def test_a_table_that_fails_stops_the_other_cursors_at_once_with_its_own_error(t
     assert search.refresh(two_cities.con, force=True)
 
 
+def test_a_table_that_fails_first_keeps_its_own_error_whenever_the_builds_threads_come_up(two_cities, monkeypatch):
+    """Our side fails; the other side, stopped, ends after it. The thread the build started then to
+    interrupt ours ("civicat-search-stop", started in the pool's done-callback) is held, through
+    real threads, between having its ident and being started, until something joins it: joining
+    it raised "cannot join thread before it is started" over the table's error (seen once under
+    load). No thread of the build is left running after."""
+    import threading
+
+    import duckdb
+    if not hasattr(threading.Thread, "_set_native_id"):
+        pytest.skip("CPython's threading without Thread._set_native_id: no moment to hold a thread at")
+    monkeypatch.setattr(search, "BUILD", {**search.BUILD, "search_postings": "SELECT no_such_column FROM datasets"})
+    create = search._create
+
+    def late(con, what, select, params):   # (the other side starts its table after ours failed)
+        if what == "TABLE search_documents_next":
+            time.sleep(1.0)
+        return create(con, what, select, params)
+    monkeypatch.setattr(search, "_create", late)
+    held, joined = threading.Event(), threading.Event()
+    set_native_id, join = threading.Thread._set_native_id, threading.Thread.join
+
+    def held_before_started(thread):   # (run by the new thread, after its ident is set)
+        set_native_id(thread)
+        if thread.name.startswith("civicat-search-stop"):
+            held.set()
+            joined.wait(30)
+
+    def join_noted(thread, timeout=None):
+        if thread.name.startswith("civicat-search-stop"):
+            joined.set()
+        return join(thread, timeout)
+    monkeypatch.setattr(threading.Thread, "_set_native_id", held_before_started)
+    monkeypatch.setattr(threading.Thread, "join", join_noted)
+    finished = search.wait
+
+    def wait_then_held(futures):   # (gives such a thread time to be held before the build goes on)
+        done = finished(futures)
+        held.wait(2)
+        return done
+    monkeypatch.setattr(search, "wait", wait_then_held)
+    with pytest.raises(duckdb.BinderException, match="no_such_column"):
+        search.refresh(two_cities.con, force=True)
+    joined.set()
+    monkeypatch.undo()
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("civicat-search")]
+    assert search.refresh(two_cities.con, force=True)
+
+
 def assert_previous_index_kept(catalogue, state, before) -> None:
     """After a stopped build: the index as it was (its state, a query's hits), no `_next` table left."""
     assert catalogue.con.execute("SELECT * FROM search_state").fetchall() == state
