@@ -654,19 +654,21 @@ def record_unrecorded(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> 
     return done
 
 
-def name_keyed_folders(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> list[str]:
-    """At a records pull's start (the writer's): the folders of the datasets whose source ids hold a secret,
-    named as before session 46 with the key in their name, renamed without it (RecordsLayout.rename_keyed),
-    and record_pulls.path with them; returns what was done, one sentence each (the key never in it)."""
+def name_keyed_folders(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, portal_id: str) -> list[str]:
+    """At a records pull's start (the writer's): the folders of the portal's datasets whose source ids hold a
+    secret, named as before session 46 with the key in their name, renamed without it
+    (RecordsLayout.rename_keyed), and record_pulls.path with them; returns what was done, one sentence each (the
+    key never in it). The portal's alone: portals pulled in parallel write record_pulls each its own rows."""
     from catalog.links import maybe_secret_sql, redacted
 
-    keyed = [(p, s) for p, s in con.execute(f"SELECT portal_id, source_id FROM datasets WHERE "
-                                            f"{maybe_secret_sql('source_id')} ORDER BY portal_id, source_id").fetchall()
+    keyed = [(p, s) for p, s in con.execute(f"SELECT portal_id, source_id FROM datasets WHERE portal_id = ? AND "
+                                            f"{maybe_secret_sql('source_id')} ORDER BY source_id", [portal_id]).fetchall()
              if redacted(s) != s]
     # (and those pulled whose folder record_pulls names otherwise than this civicat: named by the id as another
     # civicat redacted it, or keyed then and not now)
-    keyed += sorted({(p, s) for p, s, path in con.execute("SELECT portal_id, source_id, path FROM record_pulls")
-                     .fetchall() if path != layout.relative(p, s)} - set(keyed))
+    keyed += sorted({(p, s) for p, s, path in con.execute("SELECT portal_id, source_id, path FROM record_pulls "
+                                                          "WHERE portal_id = ?", [portal_id]).fetchall()
+                     if path != layout.relative(p, s)} - set(keyed))
     renamed = layout.rename_keyed(keyed)
     for portal_id, source_id in renamed:
         con.execute("UPDATE record_pulls SET path = ? WHERE portal_id = ? AND source_id = ?",

@@ -1903,7 +1903,8 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
         layout = RecordsLayout.beside(store.db_path, catalogue_id(con))
         for done in layout.repair(con.execute("SELECT portal_id, source_id FROM record_pulls").fetchall()):
             log.warning("records: %s", done)
-        for done in name_keyed_folders(con, layout):   # (after the repair: a folder it restores has the old name)
+        # (after the repair: a folder it restores may have the name before)
+        for done in name_keyed_folders(con, layout, adapter.portal.id):
             log.warning("records: %s", done)
         for done in remove_left_over():   # (downloads and spills of a pull killed: in /tmp, until the OS cleans it)
             log.warning("records: %s", done)

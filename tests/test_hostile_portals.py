@@ -662,6 +662,7 @@ def test_an_exports_warnings_errors_and_report_name_a_dataset_whose_source_id_ho
     import logging
 
     from catalog.export import RecordsChanged, _copy_records, exported_uids
+    from catalog.folder import catalogue_id
 
     document = make_data_json(2)
     document["dataset"][0].pop("contactPoint")   # (left out of data.json: no contact)
@@ -673,8 +674,8 @@ def test_an_exports_warnings_errors_and_report_name_a_dataset_whose_source_id_ho
     assert report.left_out == [{"uid": redacted_one, "reasons": ["no contact email (none harvested, no config "
                                                                  "contact_email)"]}]
 
-    layout = RecordsLayout.beside(db)
     with duckdb.connect(str(db), read_only=True) as con:
+        layout = RecordsLayout.beside(db, catalogue_id(con))   # (its keyed folders named by it: RecordsLayout.segment)
         uids = exported_uids(con)
         pulls = con.execute("SELECT portal_id, source_id, row_count, bytes FROM record_pulls ORDER BY source_id"
                             ).fetchall()

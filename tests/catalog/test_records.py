@@ -118,6 +118,17 @@ def test_a_keyed_folder_is_found_and_renamed_when_another_civicat_redacts_its_id
     assert (layout.staging("p", keyed) / "parts").is_dir()
 
 
+def test_a_folder_named_with_its_key_beside_one_of_the_new_name_is_left_and_said_without_the_key(tmp_path, caplog):
+    layout = RecordsLayout(tmp_path / "records", "id")
+    keyed = KEYED_SOURCE_IDS[1]
+    for relative in (layout.relative_before("p", keyed), layout.relative("p", keyed)):
+        (layout.root / relative).mkdir(parents=True)
+    assert layout.rename_keyed([("p", keyed)]) == []
+    assert (layout.root / layout.relative_before("p", keyed)).is_dir()   # (a hand made both: neither removed)
+    assert layout.folder("p", keyed) == layout.root / layout.relative("p", keyed)
+    assert "left beside" in caplog.text and "k-one" not in caplog.text
+
+
 def test_empty_names_are_refused(tmp_path):
     with pytest.raises(UnsafePath):
         RecordsLayout(tmp_path).folder("p", "")
