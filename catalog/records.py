@@ -46,6 +46,7 @@ pa = LazyModule("pyarrow")
 SAFE = re.compile(r"[A-Za-z0-9_.-]")
 MAX_SEGMENT = 120
 KEYED_DIGEST = 20   # hex digits naming a keyed source id's folder apart (safe_segment's own hash has 16)
+KEY_MARKS = "=@%#"   # what a source id holding a key holds, whatever the rules redacting it (_named_otherwise)
 TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
@@ -210,7 +211,9 @@ class RecordsLayout:
             return []
         now = self._inside(base, self.relative(portal_id, source_id))
         found = [self._inside(base, self.relative_before(portal_id, source_id))]
-        if now.parent.is_dir():   # (a digest is hex: no character a glob reads)
+        # (a digest is hex: no character a glob reads. Looked for only where an id may hold a key under any rules,
+        # a value after '=', a password before '@', an escape: one listing of the portal's folder a missing dataset)
+        if now.parent.is_dir() and any(c in source_id for c in KEY_MARKS):
             found += sorted(now.parent.glob(f"dataset=*~{self._digest(source_id)}"))
         return [folder for folder in found if folder != now and folder.is_dir()]
 
