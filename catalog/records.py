@@ -46,6 +46,7 @@ pa = LazyModule("pyarrow")
 SAFE = re.compile(r"[A-Za-z0-9_.-]")
 MAX_SEGMENT = 120
 KEYED_DIGEST = 20   # hex digits naming a keyed source id's folder apart (safe_segment's own hash has 16)
+KEY_MARKS = "=@%#"   # what a source id holding a key holds, whatever the rules redacting it (_named_otherwise)
 TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
@@ -191,8 +192,30 @@ class RecordsLayout:
         shown = redacted(source_id) if self.key is not None and source_id else source_id
         if shown == source_id:
             return safe_segment(source_id)
-        digest = hmac.new(self.key.encode(), source_id.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        return f"{safe_segment(shown)[:MAX_SEGMENT - KEYED_DIGEST - 1]}~{digest.hexdigest()[:KEYED_DIGEST]}"
+        return f"{safe_segment(shown)[:MAX_SEGMENT - KEYED_DIGEST - 1]}~{self._digest(source_id)}"
+
+    def _digest(self, source_id: str) -> str:
+        """The keyed digest that ends the folder name of a source id holding a secret (`segment`): of the id
+        itself, whatever its redacted form."""
+        return hmac.new(self.key.encode(), source_id.encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).hexdigest()[:KEYED_DIGEST]
+
+    def _named_otherwise(self, base: Path, portal_id: str, source_id: str) -> list[Path]:
+        """The dataset's folders under `base` named otherwise than `relative` names it now: as before session 46
+        (the key in the name), or by the id as another civicat's rules redacted it. Redacting changes as secrets
+        are found in more places (session 45 ran a query key through its `#`): a folder named by the id as one
+        civicat redacted it is named otherwise by the next, and only its digest, of the id itself, is the same
+        (until r46 such a folder was not found: an export left out its records, the next pull read them all
+        again and published them beside it, and it stayed there)."""
+        if self.key is None or not source_id:
+            return []
+        now = self._inside(base, self.relative(portal_id, source_id))
+        found = [self._inside(base, self.relative_before(portal_id, source_id))]
+        # (a digest is hex: no character a glob reads. Looked for only where an id may hold a key under any rules,
+        # a value after '=', a password before '@', an escape: one listing of the portal's folder a missing dataset)
+        if now.parent.is_dir() and any(c in source_id for c in KEY_MARKS):
+            found += sorted(now.parent.glob(f"dataset=*~{self._digest(source_id)}"))
+        return [folder for folder in found if folder != now and folder.is_dir()]
 
     def relative_before(self, portal_id: str, source_id: str) -> str:
         """The dataset's folder as named before session 46 (a keyed source id's: with its key)."""
@@ -209,9 +232,9 @@ class RecordsLayout:
         session 46 (its key in its name: renamed at the next records pull, `rename_keyed`), that one."""
         folder = self._inside(self.root, self.relative(portal_id, source_id))
         if self.key is not None and not folder.exists():
-            before = self._inside(self.root, self.relative_before(portal_id, source_id))
-            if before != folder and before.exists():
-                return before
+            otherwise = self._named_otherwise(self.root, portal_id, source_id)
+            if otherwise:   # (a name before this civicat's, renamed at the next records pull: rename_keyed)
+                return otherwise[0]
         return folder
 
     def where(self, portal_id: str, source_id: str) -> str:
@@ -220,8 +243,9 @@ class RecordsLayout:
 
     def rename_keyed(self, keyed: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Each folder (published or staged) of `keyed` (portal and source ids holding a secret) still named
-        as before session 46, its key in its name, renamed to the name without it (`segment`): one rename
-        each, the folder whole (a staged pull resumes from its parts). One of both names (not made by
+        as before session 46, its key in its name, or by its id as another civicat redacted it (_named_otherwise),
+        renamed to the name `segment` gives it now: one rename each, the folder whole (a staged pull resumes
+        from its parts). One of both names (not made by
         civicat: a folder copied back by hand) is left alone, said so. Returns the datasets whose published
         folder was renamed."""
         if self.key is None:
@@ -229,20 +253,17 @@ class RecordsLayout:
         renamed = []
         with _PUBLISHING:
             for portal_id, source_id in keyed:
-                after, before = self.relative(portal_id, source_id), self.relative_before(portal_id, source_id)
-                if after == before:
-                    continue
                 for base in (self.root, self.staging_root):
-                    old, new = self._inside(base, before), self._inside(base, after)
-                    if not old.is_dir():
-                        continue
-                    if new.exists():   # (the old name not printed: it holds the key)
-                        log.warning("records: a folder of %s named as before session 46, its key in its name, is "
-                                    "left beside %s, its folder now: remove it", base, new)
-                        continue
-                    os.rename(old, new)
-                    if base == self.root:
-                        renamed.append((portal_id, source_id))
+                    new = self._inside(base, self.relative(portal_id, source_id))
+                    for old in self._named_otherwise(base, portal_id, source_id):
+                        if new.exists():   # (the old name not printed: it may hold the key)
+                            log.warning("records: a folder of %s named otherwise before (its key in its name, or by "
+                                        "its id as another civicat redacted it) is left beside %s, its folder now: "
+                                        "remove it", base, new)
+                            continue
+                        os.rename(old, new)
+                        if base == self.root:
+                            renamed.append((portal_id, source_id))
         return renamed
 
     def staging(self, portal_id: str, source_id: str) -> Path:
@@ -646,6 +667,11 @@ def name_keyed_folders(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, po
     keyed = [(p, s) for p, s in con.execute(f"SELECT portal_id, source_id FROM datasets WHERE portal_id = ? AND "
                                             f"{maybe_secret_sql('source_id')} ORDER BY source_id", [portal_id]).fetchall()
              if redacted(s) != s]
+    # (and those pulled whose folder record_pulls names otherwise than this civicat: named by the id as another
+    # civicat redacted it, or keyed then and not now)
+    keyed += sorted({(p, s) for p, s, path in con.execute("SELECT portal_id, source_id, path FROM record_pulls "
+                                                          "WHERE portal_id = ?", [portal_id]).fetchall()
+                     if path != layout.relative(p, s)} - set(keyed))
     renamed = layout.rename_keyed(keyed)
     for portal_id, source_id in renamed:
         con.execute("UPDATE record_pulls SET path = ? WHERE portal_id = ? AND source_id = ?",

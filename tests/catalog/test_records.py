@@ -85,6 +85,39 @@ def test_a_folder_named_with_its_key_before_is_found_until_it_is_renamed_publish
     assert layout.rename_keyed([("p", keyed)]) == []   # (once)
 
 
+def test_a_keyed_folder_is_found_and_renamed_when_another_civicat_redacts_its_id_otherwise(tmp_path, monkeypatch):
+    """A keyed source id's folder is named by the id as `redacted` gives it, and redacting changes from one
+    civicat to the next (session 45 ran a query key through its `#`; a secret's name added to SECRET_WORDS
+    redacts one more parameter). Named by the new rules, the folder was not found: an export left its records
+    out ("holds no part"), the next pull read them all again and published them beside it, which stayed. The
+    digest ending the name is of the id itself: the folder is found by it, and renamed at the next pull."""
+    import catalog.links
+
+    layout = RecordsLayout(tmp_path / "records", "id")
+    keyed = "https://data.city.example/x?apikey=k-one&session=s-one"
+    for base in (layout.root, layout.staging_root):
+        (base / layout.relative("p", keyed) / "parts").mkdir(parents=True)
+    named = layout.folder("p", keyed)
+    assert "s-one" in named.name and "k-one" not in named.name
+    redacted = catalog.links.redacted
+    # a later civicat that takes `session` for a secret too
+    monkeypatch.setattr(catalog.links, "redacted", lambda text: redacted(text).replace("s-one", "REDACTED"))
+    assert layout.relative("p", keyed) != named.relative_to(layout.root).as_posix()
+    assert layout.folder("p", keyed) == named   # (r46's k46: the new name, no such folder)
+    assert layout.rename_keyed([("p", keyed)]) == [("p", keyed)]
+    assert not named.exists() and "s-one" not in layout.folder("p", keyed).name
+    assert layout.folder("p", keyed) == layout.root / layout.relative("p", keyed)
+    assert (layout.folder("p", keyed) / "parts").is_dir() and (layout.staging("p", keyed) / "parts").is_dir()
+    assert layout.rename_keyed([("p", keyed)]) == []   # (once)
+    # one that no longer takes the id for keyed names it by the id made safe, as any other
+    renamed = layout.folder("p", keyed)
+    monkeypatch.setattr(catalog.links, "redacted", lambda text: text)
+    assert layout.folder("p", keyed) == renamed
+    assert layout.rename_keyed([("p", keyed)]) == [("p", keyed)]
+    assert layout.folder("p", keyed).name == f"dataset={safe_segment(keyed)}" and not renamed.exists()
+    assert (layout.staging("p", keyed) / "parts").is_dir()
+
+
 def test_a_folder_named_with_its_key_beside_one_of_the_new_name_is_left_and_said_without_the_key(tmp_path, caplog):
     layout = RecordsLayout(tmp_path / "records", "id")
     keyed = KEYED_SOURCE_IDS[1]

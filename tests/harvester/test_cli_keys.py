@@ -275,6 +275,40 @@ def test_a_folder_named_with_its_key_before_is_still_read_and_renamed_without_it
     assert (tmp_path / "records" / path / "part-00000.parquet").is_file()
 
 
+def test_a_folder_named_by_its_id_as_another_civicat_redacted_it_is_still_read_and_renamed_at_the_next_pull(
+        tmp_path, caplog):
+    """Over HTTP on 127.0.0.1: a keyed dataset's folder is named by its id as `redacted` gives it, and what is
+    redacted changes from one civicat to the next (session 45 ran a query key through its `#`). A catalogue
+    whose folder an earlier civicat named by another redacted form (its digest, of the id itself, the same):
+    until r46 neither its export (the records left out, "holds no part") nor the next pull (all read again,
+    published beside it, the old folder left) found it. Found by its digest, read, and renamed at the pull."""
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    keyed = "https://data.city.example/api/views/parks?token={key}&id=7"
+    with DataJsonPortal(make_data_json(1)) as portal:
+        config, db, [uid] = keyed_portal_pulled(tmp_path, portal, ("k-one",), keyed)
+        run("records", uid, "--config", config, "--db", db)
+        with duckdb.connect(db) as con:
+            [(path,)] = con.execute("SELECT path FROM record_pulls").fetchall()
+            # as another civicat's rules named it: the id redacted otherwise ('id' too), the same digest
+            otherwise = f"portal=city/dataset={safe_segment(keyed.format(key='REDACTED').replace('id=7', 'id=REDACTED'))}"
+            otherwise += "~" + path.rpartition("~")[2]
+            con.execute("UPDATE record_pulls SET path = ?", [otherwise])
+        os.rename(tmp_path / "records" / path, tmp_path / "records" / otherwise)
+        exported = CliRunner().invoke(cli, ["export", "--db", db, "--out", str(tmp_path / "out")])
+        assert exported.exit_code == 0, exported.output
+        manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        assert manifest["records"] == {"datasets": 1, "rows": 1}, exported.output   # (k46: 0, "holds no part")
+        result = CliRunner().invoke(cli, ["records", uid, "--config", config, "--db", db], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+    assert "k-one" not in caplog.text and "k-one" not in result.output
+    assert sorted(p.name for p in (tmp_path / "records" / "portal=city").iterdir()) == [path.partition("/")[2]]
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT DISTINCT path FROM record_pulls").fetchall() == [(path,)]
+    assert (tmp_path / "records" / path / "part-00000.parquet").is_file()
+
+
 def test_a_message_printed_redacts_a_key_whose_equals_sign_is_escaped():
     """(u43's printed messages beside x43's escapes.) A message was passed by at once when it held no '=' and no
     '@': a key after an escaped one (`?token%3Dabc`, a link nested in another's path as a form escapes it) was
